@@ -1,0 +1,1 @@
+"""Built-in entropy coders: ``ans`` (constriction, static per-channel model) and ``zlib``."""

@@ -1,0 +1,1 @@
+"""Built-in refiners: ``vae`` (the transform's own synthesis)."""

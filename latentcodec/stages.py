@@ -1,0 +1,185 @@
+"""The four stage contracts: transform, quantizer, entropy coder and refiner.
+
+A stage's constructor arguments are its config (as in diffusers), so
+``type(stage).from_config(stage.get_config())`` rebuilds an equivalent stage.  The
+subset of the config that a decoder needs travels in the stream as compact bytes
+(:meth:`Stage.wire_params`); options that only affect where or how fast a stage runs
+(``device``, ``model``) are *runtime options* and never enter the stream.
+"""
+
+from __future__ import annotations
+
+import inspect
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Mapping
+
+import numpy as np
+
+from .errors import CorruptStreamError, StageConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+StageKind = Literal["transform", "quantizer", "entropy_coder", "refiner"]
+STAGE_KINDS: tuple[StageKind, ...] = ("transform", "quantizer", "entropy_coder", "refiner")
+
+
+class Stage(ABC):
+    """Common base: a registered name, a version and a round-tripping config."""
+
+    kind: ClassVar[StageKind]
+    #: The name the stage is registered under (its entry point name).
+    name: ClassVar[str]
+    #: Bumped whenever the stage's wire params or its coded data change meaning (0-15).
+    version: ClassVar[int] = 1
+    #: Config keys that never travel in the stream (where/how the stage runs).
+    runtime_options: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def config_keys(cls) -> tuple[str, ...]:
+        """The constructor's keyword arguments, i.e. the valid config keys."""
+        params = inspect.signature(cls.__init__).parameters
+        return tuple(
+            p.name
+            for p in params.values()
+            if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        )
+
+    def get_config(self) -> dict[str, Any]:
+        """Every constructor argument, read back from the attribute of the same name."""
+        return {key: getattr(self, key) for key in self.config_keys()}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "Stage":
+        """Build the stage from a config dict; unknown keys are a :class:`StageConfigError`."""
+        valid = cls.config_keys()
+        unknown = sorted(set(config) - set(valid))
+        if unknown:
+            raise StageConfigError(
+                f"{cls.kind} {cls.name!r} has no option {', '.join(map(repr, unknown))}; "
+                f"valid options: {', '.join(valid) or '(none)'}"
+            )
+        try:
+            return cls(**dict(config))
+        except (TypeError, ValueError) as exc:
+            raise StageConfigError(f"{cls.kind} {cls.name!r}: {exc}") from exc
+
+    # --- the stream -----------------------------------------------------------------
+    def wire_params(self) -> bytes:
+        """The config a decoder needs, as compact bytes (empty by default)."""
+        return b""
+
+    @classmethod
+    def config_from_wire(cls, params: bytes) -> dict[str, Any]:
+        """Inverse of :meth:`wire_params`; raise :class:`CorruptStreamError` on bad bytes."""
+        if params:
+            raise CorruptStreamError(f"{cls.kind} {cls.name!r} takes no stream parameters")
+        return {}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class Transform(Stage):
+    """Image <-> latent.  Images are float tensors ``(B, 3, H, W)`` in [0, 1]."""
+
+    kind: ClassVar[StageKind] = "transform"
+    #: Latent space family; refiners check it (``"sd"``: Stable Diffusion 1.x/2.x latents).
+    latent_space: ClassVar[str] = "sd"
+
+    @property
+    @abstractmethod
+    def latent_channels(self) -> int:
+        """Channels of the latent (4 for Stable Diffusion 1.x/2.x/XL)."""
+
+    @property
+    @abstractmethod
+    def downsampling_factor(self) -> int:
+        """Spatial factor between image and latent (8 for SD); a power of two."""
+
+    @abstractmethod
+    def analysis(self, image: "torch.Tensor") -> "torch.Tensor":
+        """Encode ``(B, 3, H, W)`` in [0, 1] to a float32 CPU latent ``(B, C, H/f, W/f)``.
+
+        Sides that are not multiples of the downsampling factor are padded.
+        """
+
+    @abstractmethod
+    def synthesis(self, latent: "torch.Tensor") -> "torch.Tensor":
+        """Decode a latent ``(B, C, h, w)`` to a float32 CPU image in [0, 1]."""
+
+    @abstractmethod
+    def fingerprint(self) -> bytes:
+        """Four bytes identifying the weights; stored in the stream."""
+
+
+@dataclass(frozen=True)
+class Quantized:
+    """What a quantizer produces: integer symbols plus side info for the decoder."""
+
+    symbols: np.ndarray
+    side_info: bytes = b""
+
+
+class Quantizer(Stage):
+    """Float latent ``(C, h, w)`` <-> integer symbols of the same shape."""
+
+    kind: ClassVar[StageKind] = "quantizer"
+
+    @abstractmethod
+    def quantize(self, latent: np.ndarray) -> Quantized:
+        """Map a float32 latent to int32 symbols and side info."""
+
+    @abstractmethod
+    def dequantize(self, symbols: np.ndarray, side_info: bytes = b"") -> np.ndarray:
+        """Map symbols (and the stream's side info) back to a float32 latent."""
+
+    def residual_std(self, side_info: bytes = b"") -> float | None:
+        """Estimated std of the quantization error, for refiners (None: unknown)."""
+        return None
+
+
+class EntropyCoder(Stage):
+    """Lossless coding of an int32 symbol array."""
+
+    kind: ClassVar[StageKind] = "entropy_coder"
+
+    @abstractmethod
+    def encode(self, symbols: np.ndarray) -> bytes:
+        """Losslessly code an integer array; the shape is not stored."""
+
+    @abstractmethod
+    def decode(self, data: bytes, shape: tuple[int, ...]) -> np.ndarray:
+        """Return exactly the int32 array that was encoded, given its shape."""
+
+
+@dataclass
+class RefineContext:
+    """What a refiner may know besides the latent."""
+
+    image_size: tuple[int, int]  # (width, height) of the original image
+    quantizer: Quantizer | None = None
+    side_info: bytes = b""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Refiner(Stage):
+    """Dequantized latent -> image; may use the transform's decoder."""
+
+    kind: ClassVar[StageKind] = "refiner"
+    #: Latent spaces this refiner understands (None: any).
+    latent_spaces: ClassVar[frozenset[str] | None] = None
+
+    @abstractmethod
+    def refine(self, latent: "torch.Tensor", transform: Transform, context: RefineContext) -> "torch.Tensor":
+        """Turn ``(1, C, h, w)`` into a float32 CPU image ``(1, 3, H, W)`` in [0, 1]."""
+
+
+STAGE_BASES: dict[StageKind, type[Stage]] = {
+    "transform": Transform,
+    "quantizer": Quantizer,
+    "entropy_coder": EntropyCoder,
+    "refiner": Refiner,
+}

@@ -1,0 +1,1 @@
+"""Built-in transforms: ``taesd`` (AutoencoderTiny) and ``sd-vae`` (AutoencoderKL)."""

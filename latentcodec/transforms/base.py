@@ -1,0 +1,87 @@
+"""Shared machinery for torch autoencoder transforms: device, dtype, padding, batching."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import StageInputError
+from ..models import resolve_device, resolve_dtype, weights_fingerprint
+from ..stages import Transform
+
+
+class TorchAutoencoderTransform(Transform):
+    """A transform backed by a lazily loaded ``torch.nn.Module``.
+
+    Subclasses implement :meth:`_load`, :meth:`_encode` and :meth:`_decode` in the
+    model's own conventions; this class handles devices, fp16, ``inference_mode``,
+    padding to the downsampling factor and conversion to float32 CPU tensors.
+    """
+
+    runtime_options: ClassVar[frozenset[str]] = frozenset({"model", "device", "dtype"})
+
+    def __init__(self, model: str, device: str = "auto", dtype: str = "auto") -> None:
+        self.model = model
+        self.device = device
+        self.dtype = dtype
+        self._torch_device = resolve_device(device)
+        self._torch_dtype = resolve_dtype(dtype, self._torch_device)
+        self._module: torch.nn.Module | None = None
+        self._fingerprint: bytes | None = None
+
+    # --- subclass hooks ---------------------------------------------------------
+    @abstractmethod
+    def _load(self) -> torch.nn.Module:
+        """Load the float32 model on the CPU."""
+
+    @abstractmethod
+    def _encode(self, module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """Image in [-1, 1] -> scaled latent."""
+
+    @abstractmethod
+    def _decode(self, module: torch.nn.Module, z: torch.Tensor) -> torch.Tensor:
+        """Scaled latent -> image in [-1, 1]."""
+
+    # --- lazy model ---------------------------------------------------------------
+    @property
+    def module(self) -> torch.nn.Module:
+        if self._module is None:
+            module = self._load().eval().requires_grad_(False)
+            self._fingerprint = weights_fingerprint(module)
+            # nn.Module.to, not ModelMixin.to: the latter warns about fp32-pinned modules
+            # that these autoencoders do not have.
+            self._module = torch.nn.Module.to(module, self._torch_device, self._torch_dtype)
+        return self._module
+
+    def fingerprint(self) -> bytes:
+        self.module  # noqa: B018 - loads the model and computes the fingerprint
+        assert self._fingerprint is not None
+        return self._fingerprint
+
+    # --- contract -------------------------------------------------------------------
+    def analysis(self, image: torch.Tensor) -> torch.Tensor:
+        if image.dim() != 4 or image.shape[1] != 3:
+            raise StageInputError(f"{self.name}: expected an image batch (B, 3, H, W), got {tuple(image.shape)}")
+        f = self.downsampling_factor
+        h, w = image.shape[-2:]
+        pad_h, pad_w = (-h) % f, (-w) % f
+        x = image.to(self._torch_device, self._torch_dtype) * 2.0 - 1.0
+        if pad_h or pad_w:
+            mode = "reflect" if pad_h < h and pad_w < w else "replicate"
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+        with torch.inference_mode():
+            z = self._encode(self.module, x)
+        return z.to("cpu", torch.float32)
+
+    def synthesis(self, latent: torch.Tensor) -> torch.Tensor:
+        if latent.dim() != 4 or latent.shape[1] != self.latent_channels:
+            raise StageInputError(
+                f"{self.name}: expected a latent (B, {self.latent_channels}, h, w), got {tuple(latent.shape)}"
+            )
+        z = latent.to(self._torch_device, self._torch_dtype)
+        with torch.inference_mode():
+            x = self._decode(self.module, z)
+        return ((x.float() + 1.0) / 2.0).clamp(0.0, 1.0).to("cpu")
