@@ -53,11 +53,23 @@ def quantize_counts(counts: np.ndarray, precision_bits: int) -> np.ndarray:
 
 
 def write_table(min_symbol: int, freqs: np.ndarray) -> bytes:
-    """``zigzag(min) | K | freq[0..K-2]`` as varints; the last frequency is implied."""
+    """``zigzag(min) | K | freq[0..K-2]`` as varints; the last frequency is implied.
+
+    A zero frequency is followed by a varint count of further zeros, so sparse
+    alphabets (a rare outlier far from the rest) cost bytes per *distinct* symbol only.
+    """
     out = bytearray(write_varint(zigzag(min_symbol)) + write_varint(len(freqs)))
-    if len(freqs) > 1:
-        for f in freqs[:-1]:
-            out += write_varint(int(f))
+    body = [int(f) for f in freqs[:-1]]
+    i = 0
+    while i < len(body):
+        out += write_varint(body[i])
+        if body[i] == 0:
+            run = 0
+            while i + 1 + run < len(body) and body[i + 1 + run] == 0:
+                run += 1
+            out += write_varint(run)
+            i += run
+        i += 1
     return bytes(out)
 
 
@@ -69,13 +81,16 @@ def read_table(r: Reader, precision_bits: int, what: str) -> tuple[int, np.ndarr
     target = 1 << precision_bits
     if k == 1:
         return min_symbol, np.array([target], dtype=np.int64)
-    if k > target:
-        raise CorruptStreamError(f"{what}: alphabet of {k} exceeds the table precision")
-    freqs = np.empty(k, dtype=np.int64)
-    for i in range(k - 1):
-        freqs[i] = r.varint(f"{what} frequency", target)
+    freqs = np.zeros(k, dtype=np.int64)
+    i = 0
+    while i < k - 1:
+        f = r.varint(f"{what} frequency", target)
+        freqs[i] = f
+        if f == 0:
+            i += r.varint(f"{what} zero run", k - 2 - i)
+        i += 1
     last = target - int(freqs[:-1].sum())
-    if last < 0:
-        raise CorruptStreamError(f"{what}: frequencies exceed the table total")
+    if last < 1 or freqs[0] < 1:
+        raise CorruptStreamError(f"{what}: frequencies do not sum to the table total")
     freqs[-1] = last
     return min_symbol, freqs
