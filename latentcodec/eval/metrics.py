@@ -1,0 +1,302 @@
+"""Image-quality metrics as plugins (entry-point group ``latentcodec.metrics``).
+
+A metric compares two 8-bit RGB arrays ``(H, W, 3)`` (reference, distorted).  Metrics that
+need an external tool or downloaded weights report why they cannot run
+(:meth:`Metric.unavailable_reason`) instead of failing, so an evaluation goes on without
+them and says what to install.
+
+>>> import numpy as np
+>>> ref = np.full((8, 8, 3), 100, np.uint8)
+>>> dist = ref.copy(); dist[0, 0, 0] = 110
+>>> round(PSNRRGB()(ref, dist), 2)  # mse = 100 / 192
+50.96
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import math
+import shutil
+import subprocess
+import tempfile
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from ..errors import LatentCodecError
+
+GROUP = "latentcodec.metrics"
+
+
+class MetricError(LatentCodecError):
+    """A metric failed on an image pair (bad shapes, a tool's unexpected output)."""
+
+
+class Metric(ABC):
+    """One quality number per image pair."""
+
+    name: ClassVar[str]
+    #: True for PSNR-like metrics, False for distances (Butteraugli, LPIPS, ...).
+    higher_is_better: ClassVar[bool] = True
+    unit: ClassVar[str] = ""
+
+    def unavailable_reason(self) -> str | None:
+        """None when the metric can run here; otherwise what is missing and how to get it."""
+        return None
+
+    @abstractmethod
+    def compute(self, reference: np.ndarray, distorted: np.ndarray) -> float:
+        """The metric on two uint8 ``(H, W, 3)`` arrays of equal shape."""
+
+    def __call__(self, reference: np.ndarray, distorted: np.ndarray) -> float:
+        reference, distorted = np.asarray(reference), np.asarray(distorted)
+        if reference.shape != distorted.shape or reference.ndim != 3 or reference.shape[2] != 3:
+            raise MetricError(f"{self.name}: need two (H, W, 3) images of equal shape, got {reference.shape} and {distorted.shape}")
+        return float(self.compute(reference, distorted))
+
+
+def _psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 10.0 * math.log10(peak * peak / max(mse, 1e-10))  # identical images: 100 dB cap
+
+
+class PSNRRGB(Metric):
+    """PSNR over the three RGB channels together (CompressAI's ``psnr-rgb``)."""
+
+    name = "psnr-rgb"
+    unit = "dB"
+
+    def compute(self, reference: np.ndarray, distorted: np.ndarray) -> float:
+        return _psnr(reference, distorted)
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """Full-range BT.601 luma (JPEG's and Pillow's Y), float64 in [0, 255]."""
+    x = rgb.astype(np.float64)
+    return 0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2]
+
+
+class PSNRY(Metric):
+    """PSNR of the full-range BT.601 luma: what JPEG-era papers report."""
+
+    name = "psnr-y"
+    unit = "dB"
+
+    def compute(self, reference: np.ndarray, distorted: np.ndarray) -> float:
+        return _psnr(luma(reference), luma(distorted))
+
+
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+
+
+class MSSSIM(Metric):
+    """MS-SSIM (pytorch_msssim, 11x11 Gaussian window, data range 255).
+
+    Five scales need a shorter side above 160 pixels; smaller images use as many scales
+    as fit, with the standard weights renormalised, so crops still get a number.
+    """
+
+    name = "ms-ssim"
+
+    def unavailable_reason(self) -> str | None:
+        import importlib.util
+
+        return None if importlib.util.find_spec("pytorch_msssim") else "needs pytorch-msssim (pip install pytorch-msssim)"
+
+    def compute(self, reference: np.ndarray, distorted: np.ndarray) -> float:
+        import torch
+        import torch.nn.functional as F
+        from pytorch_msssim.ssim import _fspecial_gauss_1d, _ssim
+
+        side = min(reference.shape[:2])
+        if side <= 10:
+            raise MetricError(f"ms-ssim: image side {side} is too small for an 11x11 window")
+        levels = 5
+        while levels > 1 and side <= 10 * 2 ** (levels - 1):
+            levels -= 1
+        weights = torch.tensor(MS_SSIM_WEIGHTS[:levels], dtype=torch.float64)
+        weights = weights / weights.sum()
+
+        def t(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.array(a, dtype=np.float64)).permute(2, 0, 1)[None]
+
+        # pytorch_msssim's ms_ssim loop, with a variable number of scales.
+        x, y = t(reference), t(distorted)
+        win = _fspecial_gauss_1d(11, 1.5).to(torch.float64).repeat([3, 1, 1, 1])
+        mcs = []
+        with torch.inference_mode():
+            for i in range(levels):
+                ssim_per_channel, cs = _ssim(x, y, win=win, data_range=255, size_average=False, K=(0.01, 0.03))
+                if i < levels - 1:
+                    mcs.append(torch.relu(cs))
+                    padding = [s % 2 for s in x.shape[2:]]
+                    x = F.avg_pool2d(x, kernel_size=2, padding=padding)
+                    y = F.avg_pool2d(y, kernel_size=2, padding=padding)
+            stack = torch.stack(mcs + [torch.relu(ssim_per_channel)], dim=0)
+            return float(torch.prod(stack ** weights.view(-1, 1, 1), dim=0).mean())
+
+
+class _ToolMetric(Metric):
+    """A metric computed by a command-line tool on two PNG files."""
+
+    tool: ClassVar[str]
+    install_hint: ClassVar[str] = "apt-get install libjxl-devtools (Debian/Ubuntu)"
+
+    def unavailable_reason(self) -> str | None:
+        if shutil.which(self.tool) is None:
+            return f"needs the {self.tool!r} tool on PATH: {self.install_hint}"
+        return None
+
+    def run_tool(self, reference: np.ndarray, distorted: np.ndarray) -> str:
+        from PIL import Image
+
+        with tempfile.TemporaryDirectory(prefix="lc-metric-") as tmp:
+            ref_path, dist_path = Path(tmp) / "ref.png", Path(tmp) / "dist.png"
+            Image.fromarray(reference, "RGB").save(ref_path, compress_level=1)
+            Image.fromarray(distorted, "RGB").save(dist_path, compress_level=1)
+            proc = subprocess.run([self.tool, str(ref_path), str(dist_path)], capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            raise MetricError(f"{self.tool} failed (exit {proc.returncode}): {proc.stderr.strip()[-200:]}")
+        return proc.stdout
+
+    @staticmethod
+    def first_float(text: str, tool: str) -> float:
+        for token in text.split():
+            try:
+                return float(token)
+            except ValueError:
+                continue
+        raise MetricError(f"{tool} printed no number: {text[:200]!r}")
+
+
+class Butteraugli(_ToolMetric):
+    """Butteraugli maximum distance (``butteraugli_main``'s first line); lower is better."""
+
+    name = "butteraugli"
+    tool = "butteraugli_main"
+    higher_is_better = False
+
+    def compute(self, reference: np.ndarray, distorted: np.ndarray) -> float:
+        return self.first_float(self.run_tool(reference, distorted).splitlines()[0], self.tool)
+
+
+class SSIMULACRA(_ToolMetric):
+    """SSIMULACRA (``ssimulacra_main``): 0 is identical, about 0.1 is clearly visible."""
+
+    name = "ssimulacra"
+    tool = "ssimulacra_main"
+    higher_is_better = False
+
+    def compute(self, reference: np.ndarray, distorted: np.ndarray) -> float:
+        return self.first_float(self.run_tool(reference, distorted), self.tool)
+
+
+def _hub_checkpoint(filename: str) -> Path | None:
+    """The path of a torch hub checkpoint if it is already cached (nothing is downloaded)."""
+    import torch
+
+    path = Path(torch.hub.get_dir()) / "checkpoints" / filename
+    return path if path.exists() else None
+
+
+class LPIPS(Metric):
+    """LPIPS with the AlexNet backbone (the ``lpips`` package), only from cached weights."""
+
+    name = "lpips"
+    higher_is_better = False
+    backbone = "alexnet-owt-7be5be79.pth"
+    _net = None
+
+    def unavailable_reason(self) -> str | None:
+        import importlib.util
+
+        if importlib.util.find_spec("lpips") is None:
+            return "needs the lpips package (pip install lpips) and AlexNet weights"
+        if _hub_checkpoint(self.backbone) is None:
+            return (
+                f"AlexNet weights {self.backbone} are not in the torch hub cache and cannot be "
+                "downloaded here; copy them into $TORCH_HOME/hub/checkpoints/"
+            )
+        return None
+
+    def compute(self, reference: np.ndarray, distorted: np.ndarray) -> float:
+        import torch
+
+        if self._net is None:
+            import lpips  # type: ignore[import-not-found]
+
+            type(self)._net = lpips.LPIPS(net="alex", verbose=False).eval()
+
+        def t(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float() / 127.5 - 1.0
+
+        with torch.inference_mode():
+            return float(self._net(t(reference), t(distorted)).item())  # type: ignore[misc]
+
+
+class DISTS(Metric):
+    """DISTS (``piq``), only when its VGG16 and DISTS weights are already cached."""
+
+    name = "dists"
+    higher_is_better = False
+    files = ("vgg16-397923af.pth", "dists_weights.pt")
+
+    def unavailable_reason(self) -> str | None:
+        import importlib.util
+
+        if importlib.util.find_spec("piq") is None:
+            return "needs the piq package (pip install piq) and its VGG16/DISTS weights"
+        missing = [f for f in self.files if _hub_checkpoint(f) is None]
+        if missing:
+            return f"weights {', '.join(missing)} are not in the torch hub cache and cannot be downloaded here"
+        return None
+
+    def compute(self, reference: np.ndarray, distorted: np.ndarray) -> float:
+        import piq  # type: ignore[import-not-found]
+        import torch
+
+        def t(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float() / 255.0
+
+        with torch.inference_mode():
+            return float(piq.DISTS(reduction="none")(t(reference), t(distorted)).item())
+
+
+DEFAULT_METRICS = ("psnr-rgb", "psnr-y", "ms-ssim", "butteraugli", "ssimulacra", "lpips", "dists")
+
+
+def available_names() -> list[str]:
+    """Every registered metric name (entry points; nothing is imported)."""
+    return sorted({ep.name for ep in md.entry_points(group=GROUP)})
+
+
+def load_metrics(names: list[str] | None = None) -> tuple[list[Metric], list[str]]:
+    """Instantiate the requested metrics (default: all registered) -> (usable, notices).
+
+    A metric that is unknown, fails to import or cannot run here becomes a notice.
+    """
+    eps = {ep.name: ep for ep in md.entry_points(group=GROUP)}
+    wanted = list(names) if names else [n for n in DEFAULT_METRICS if n in eps] + sorted(set(eps) - set(DEFAULT_METRICS))
+    metrics: list[Metric] = []
+    notices: list[str] = []
+    for name in wanted:
+        ep = eps.get(name)
+        if ep is None:
+            notices.append(f"metric {name!r} skipped: not registered (known: {', '.join(sorted(eps)) or 'none'})")
+            continue
+        try:
+            cls = ep.load()
+            metric = cls()
+            if not isinstance(metric, Metric):
+                raise TypeError(f"{ep.value} is not a latentcodec.eval.metrics.Metric")
+        except Exception as exc:  # noqa: BLE001 - a broken plugin is reported, not fatal
+            notices.append(f"metric {name!r} skipped: cannot load {ep.value}: {type(exc).__name__}: {exc}")
+            continue
+        reason = metric.unavailable_reason()
+        if reason:
+            notices.append(f"metric {name!r} skipped: {reason}")
+            continue
+        metrics.append(metric)
+    return metrics, notices
