@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("stages", help="list registered stages")
     s.add_argument("--check", action="store_true", help="import and validate every stage")
+
+    from .eval.cli import add_parser as add_eval_parser
+
+    add_eval_parser(sub)
     return parser
 
 
@@ -156,6 +160,15 @@ def cmd_stages(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"compress": cmd_compress, "decompress": cmd_decompress, "info": cmd_info, "stages": cmd_stages}
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .eval.cli import run
+
+    return run(args)
+
+
+COMMANDS["eval"] = cmd_eval
 
 
 def main(argv: Sequence[str] | None = None) -> int:

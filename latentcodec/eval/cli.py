@@ -1,0 +1,74 @@
+"""``latentcodec eval``: argument parsing only; the work is in :mod:`.runner`."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..errors import StageConfigError
+
+DEFAULT_CODECS = "taesd-ans,jpeg,webp,avif,jxl"
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    e = sub.add_parser("eval", help="rate-distortion evaluation against JPEG, WebP, AVIF, JPEG XL")
+    e.add_argument("dataset", help="directory of images (e.g. ../shared/datasets/kodak)")
+    e.add_argument("--codecs", default=DEFAULT_CODECS, help=f"comma-separated presets and classical codecs (jpeg, webp, avif, jxl); default {DEFAULT_CODECS}")
+    e.add_argument("--out", required=True, help="output directory (JSON, CSV, PNG plots)")
+    e.add_argument(
+        "--points", action="append", default=[], metavar="N|CODEC=V1,V2,...",
+        help="N points spread over every codec's default sweep, or explicit values for one codec (repeatable)",
+    )
+    e.add_argument("--size-matched", action="store_true", help="per image, classical codecs take the largest file not exceeding ours")
+    e.add_argument("--match", help="our preset whose sizes --size-matched matches (default: the first in --codecs)")
+    e.add_argument("--metrics", help="comma-separated metric names (default: every registered metric that can run)")
+    e.add_argument("--anchor", help="BD-rate anchor (default: jpeg)")
+    e.add_argument("--limit", type=int, help="only the first N images")
+    e.add_argument("--no-progress", action="store_true")
+    e.add_argument("--model", help="transform weights for our presets (e.g. ../shared/models/taesd)")
+    e.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    e.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"])
+    e.add_argument("--force", action="store_true", help="overwrite an existing evaluation in --out")
+    return e
+
+
+def parse_points(values: list[str]) -> int | dict[str, list[Any]] | None:
+    """``["3"]`` -> 3; ``["jpeg=10,30", "taesd-ans=0.5"]`` -> per-codec lists."""
+    from ..codec import parse_option_value
+
+    if not values:
+        return None
+    if len(values) == 1 and "=" not in values[0]:
+        try:
+            return int(values[0])
+        except ValueError:
+            raise StageConfigError(f"--points {values[0]!r}: give a count N or CODEC=V1,V2,...") from None
+    per: dict[str, list[Any]] = {}
+    for item in values:
+        name, sep, rest = item.partition("=")
+        if not sep or not name.strip() or not rest.strip():
+            raise StageConfigError(f"--points {item!r}: expected CODEC=V1,V2,...")
+        per[name.strip()] = [parse_option_value(v) for v in rest.split(",") if v.strip()]
+    return per
+
+
+def run(args: argparse.Namespace) -> int:
+    from .runner import EvalSettings, evaluate, format_report
+
+    settings = EvalSettings(
+        dataset=args.dataset,
+        codecs=[c.strip() for c in args.codecs.split(",") if c.strip()],
+        out=args.out,
+        runtime={"model": args.model, "device": args.device, "dtype": args.dtype},
+        points=parse_points(args.points),
+        size_matched=args.size_matched,
+        match=args.match,
+        metrics=[m.strip() for m in args.metrics.split(",")] if args.metrics else None,
+        anchor=args.anchor,
+        limit=args.limit,
+        force=args.force,
+        progress=not args.no_progress,
+    )
+    report = evaluate(settings)
+    print(format_report(report))
+    return 0 if report.results else 1

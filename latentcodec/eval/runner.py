@@ -1,0 +1,305 @@
+"""The evaluation loop: codecs x images x rate points -> metrics, JSON, CSV, plots, BD-rates.
+
+Outputs in ``out/``:
+
+* ``results/<codec>.json``: CompressAI's schema (``name``, ``description``,
+  ``results: {bpp: [...], psnr-rgb: [...], ...}``), one entry per rate point, averaged
+  over the images, sorted by rate;
+* ``per_image.csv``: one row per codec, image and point (bytes, bpp, every metric);
+* ``rd-<metric>.png``: all curves for one metric;
+* ``bd_rate.json``: BD-rate (%) of every codec against the anchor, per metric;
+* ``eval.json``: settings, notices (skipped codecs and metrics), failures and timings.
+
+A failing image is recorded and the loop goes on; failures are listed at the end.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import ImageReadError, OutputExistsError, StageConfigError
+from .bdrate import BDRateError, bd_rate
+from .codecs import ClassicalCodec, EvalCodec, PresetCodec, make_codec, select_points
+from .metrics import Metric, load_metrics
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def list_images(dataset: str | Path, limit: int | None = None) -> list[Path]:
+    path = Path(dataset)
+    if path.is_file():
+        files = [path]
+    elif path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    else:
+        raise ImageReadError(f"no such dataset directory: {dataset}")
+    if not files:
+        raise ImageReadError(f"{dataset} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return files[:limit] if limit else files
+
+
+@dataclass
+class EvalSettings:
+    dataset: str | Path
+    codecs: Sequence[str]
+    out: str | Path
+    runtime: Mapping[str, Any] = field(default_factory=dict)  # model, device, dtype
+    points: int | Mapping[str, Sequence[Any]] | None = None
+    size_matched: bool = False
+    match: str | None = None  # our preset whose file sizes classical codecs match
+    metrics: Sequence[str] | None = None
+    anchor: str | None = None
+    limit: int | None = None
+    force: bool = False
+    progress: bool = True
+
+
+@dataclass
+class EvalReport:
+    results: dict[str, dict[str, Any]]
+    rows: list[dict[str, Any]]
+    bd_rates: dict[str, Any]
+    notices: list[str]
+    failures: list[str]
+    files: list[Path]
+    seconds: float
+
+
+def _points_for(codec: EvalCodec, points: int | Mapping[str, Sequence[Any]] | None) -> list[Any]:
+    if isinstance(points, Mapping):
+        return select_points(codec, points.get(codec.name))
+    return select_points(codec, points)
+
+
+def _mean(values: list[float]) -> float | None:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return float(np.mean(finite)) if finite else None
+
+
+def aggregate(rows: list[dict[str, Any]], codec: EvalCodec, metric_names: list[str], description: str) -> dict[str, Any]:
+    """Average one codec's rows per rate point into CompressAI's schema."""
+    by_point: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_point.setdefault(str(row["point"]), []).append(row)
+    points = []
+    for key, group in by_point.items():
+        entry: dict[str, Any] = {"point": group[0]["point"], "images": len(group)}
+        entry["bpp"] = _mean([r["bpp"] for r in group])
+        for m in metric_names:
+            entry[m] = _mean([r.get(m) for r in group])
+        entry["param"] = _mean([float(r["param"]) for r in group if isinstance(r["param"], (int, float))])
+        points.append(entry)
+    points.sort(key=lambda e: (e["bpp"] is None, e["bpp"]))
+    return {
+        "name": codec.name,
+        "description": description,
+        "results": {"bpp": [p["bpp"] for p in points], **{m: [p[m] for p in points] for m in metric_names}},
+        "rate_parameter": {"name": codec.param_name, "points": [p["point"] for p in points], "mean_value": [p["param"] for p in points]},
+        "images": [p["images"] for p in points],
+    }
+
+
+def bd_rate_table(results: Mapping[str, Mapping[str, Any]], metric_names: list[str], anchor: str) -> dict[str, Any]:
+    """BD-rate (%) of every result against ``anchor`` per metric; None where undefined."""
+    table: dict[str, Any] = {"anchor": anchor, "unit": "percent (negative: fewer bits than the anchor)", "bd_rate": {}, "notes": []}
+    base = results[anchor]["results"]
+    for name, result in results.items():
+        if name == anchor:
+            continue
+        row: dict[str, float | None] = {}
+        for m in metric_names:
+            try:
+                row[m] = bd_rate(base["bpp"], base[m], result["results"]["bpp"], result["results"][m])
+            except (BDRateError, KeyError, TypeError) as exc:
+                row[m] = None
+                table["notes"].append(f"{name} vs {anchor} on {m}: {exc}")
+        table["bd_rate"][name] = row
+    return table
+
+
+def _safe_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def evaluate(settings: EvalSettings) -> EvalReport:
+    """Run the whole evaluation and write its outputs; see the module docstring."""
+    from tqdm import tqdm
+
+    from ..imageio import open_image
+
+    start = time.perf_counter()
+    out = Path(settings.out)
+    if (out / "per_image.csv").exists() and not settings.force:
+        raise OutputExistsError(f"{out} already holds an evaluation; pass --force to overwrite it")
+    images = list_images(settings.dataset, settings.limit)
+    if not settings.codecs:
+        raise StageConfigError("no codecs to evaluate")
+
+    notices: list[str] = []
+    failures: list[str] = []
+    metrics, metric_notices = load_metrics(list(settings.metrics) if settings.metrics else None)
+    notices += metric_notices
+    if not metrics:
+        raise StageConfigError("no usable metric: " + "; ".join(metric_notices))
+    metric_names = [m.name for m in metrics]
+
+    codecs: list[EvalCodec] = []
+    for name in dict.fromkeys(settings.codecs):
+        codec = make_codec(name, **settings.runtime)
+        reason = codec.unavailable_reason()
+        if reason:
+            notices.append(f"codec {name!r} skipped: {reason}")
+        else:
+            codecs.append(codec)
+    ours = [c for c in codecs if isinstance(c, PresetCodec)]
+    classical = [c for c in codecs if isinstance(c, ClassicalCodec)]
+    reference: PresetCodec | None = None
+    if settings.size_matched:
+        wanted = settings.match or (ours[0].name if ours else None)
+        reference = next((c for c in ours if c.name == wanted), None)
+        if reference is None:
+            raise StageConfigError(
+                "size-matched mode needs one of our presets among the usable codecs"
+                + (f" (asked to match {wanted!r})" if wanted else "")
+            )
+    order = ([reference] if reference else []) + [c for c in ours if c is not reference] + classical
+    points = {c.name: _points_for(c, settings.points) for c in order}
+
+    rows: list[dict[str, Any]] = []
+    timing = {c.name: {"coding_s": 0.0, "metrics_s": 0.0} for c in order}
+
+    def measure(codec: EvalCodec, image: Path, ref: np.ndarray, enc: Any, point: Any, target: int | None) -> None:
+        t0 = time.perf_counter()
+        row: dict[str, Any] = {
+            "codec": codec.name, "image": image.name, "width": ref.shape[1], "height": ref.shape[0],
+            "point": point, "param": enc.param, "bytes": enc.num_bytes,
+            "bpp": 8.0 * enc.num_bytes / (ref.shape[0] * ref.shape[1]), "target_bytes": target,
+        }
+        for metric in metrics:
+            try:
+                row[metric.name] = metric(ref, enc.decoded)
+            except Exception as exc:  # noqa: BLE001 - one metric failing must not lose the row
+                row[metric.name] = None
+                failures.append(f"{metric.name} on {codec.name} / {image.name} @ {point}: {type(exc).__name__}: {exc}")
+        rows.append(row)
+        timing[codec.name]["metrics_s"] += time.perf_counter() - t0
+
+    bar = tqdm(total=len(images) * len(order), unit="run", desc="eval", disable=not settings.progress, dynamic_ncols=True)
+    try:
+        for path in images:
+            try:
+                ref = np.asarray(open_image(path))
+            except Exception as exc:  # noqa: BLE001 - reported at the end
+                failures.append(f"{path.name}: cannot read: {exc}")
+                bar.update(len(order))
+                continue
+            targets: dict[Any, int] = {}
+            for codec in order:
+                bar.set_postfix_str(f"{path.name} {codec.name}")
+                t0 = time.perf_counter()
+                metric_before = timing[codec.name]["metrics_s"]
+                try:
+                    if isinstance(codec, ClassicalCodec) and reference is not None:
+                        if not targets:
+                            raise RuntimeError(f"no {reference.name} file to match for this image")
+                        for point, budget in targets.items():
+                            enc = codec.size_matched(ref, budget)
+                            if enc is None:
+                                failures.append(f"{codec.name} / {path.name} @ {point}: no quality fits in {budget} bytes")
+                                continue
+                            measure(codec, path, ref, enc, point, budget)
+                    else:
+                        for enc in codec.encode_points(ref, points[codec.name]):
+                            if codec is reference:
+                                targets[enc.param] = enc.num_bytes
+                            measure(codec, path, ref, enc, enc.param, None)
+                except Exception as exc:  # noqa: BLE001 - continue past a failing image
+                    failures.append(f"{codec.name} / {path.name}: {type(exc).__name__}: {exc}")
+                spent = time.perf_counter() - t0
+                timing[codec.name]["coding_s"] += spent - (timing[codec.name]["metrics_s"] - metric_before)
+                bar.update(1)
+    finally:
+        bar.close()
+
+    results: dict[str, dict[str, Any]] = {}
+    for codec in order:
+        mine = [r for r in rows if r["codec"] == codec.name]
+        if not mine:
+            notices.append(f"codec {codec.name!r}: no successful image, no curve")
+            continue
+        desc = codec.description or codec.name
+        if isinstance(codec, ClassicalCodec) and reference is not None:
+            desc += f"; size-matched: per image, the highest quality whose file is at most {reference.name}'s"
+        results[codec.name] = aggregate(mine, codec, metric_names, desc)
+
+    anchor = settings.anchor or ("jpeg" if "jpeg" in results else next(iter(results), None))
+    bd = bd_rate_table(results, metric_names, anchor) if anchor in results else {"anchor": anchor, "bd_rate": {}, "notes": ["anchor has no curve"]}
+
+    files = write_outputs(out, results, rows, metric_names, bd)
+    seconds = time.perf_counter() - start
+    summary = {
+        "dataset": str(settings.dataset), "images": len(images), "codecs": [c.name for c in order],
+        "points": points, "size_matched": reference.name if reference else None, "metrics": metric_names,
+        "notices": notices, "failures": failures, "timing_s": timing, "total_s": seconds,
+    }
+    (out / "eval.json").write_text(json.dumps(summary, indent=2, default=str))
+    files.append(out / "eval.json")
+    return EvalReport(results, rows, bd, notices, failures, files, seconds)
+
+
+def write_outputs(out: Path, results: Mapping[str, Any], rows: list[dict[str, Any]], metric_names: list[str], bd: Mapping[str, Any]) -> list[Path]:
+    from .plot import plot_rd
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results").mkdir(exist_ok=True)
+    files: list[Path] = []
+    for name, result in results.items():
+        path = out / "results" / f"{_safe_name(name)}.json"
+        path.write_text(json.dumps(result, indent=2))
+        files.append(path)
+    csv_path = out / "per_image.csv"
+    columns = ["codec", "image", "width", "height", "point", "param", "bytes", "target_bytes", "bpp", *metric_names]
+    with csv_path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    files.append(csv_path)
+    (out / "bd_rate.json").write_text(json.dumps(bd, indent=2))
+    files.append(out / "bd_rate.json")
+    for m in metric_names:
+        files.append(plot_rd(results, m, out / f"rd-{_safe_name(m)}.png"))
+    return files
+
+
+def format_report(report: EvalReport, max_lines: int = 20) -> str:
+    """The human summary the CLI prints: curves, BD-rates, notices, failures, files."""
+    lines = []
+    for name, result in report.results.items():
+        r = result["results"]
+        pts = ", ".join(f"{b:.3f}" for b in r["bpp"] if b is not None)
+        psnr = r.get("psnr-rgb")
+        extra = f"; psnr-rgb {', '.join(f'{v:.2f}' for v in psnr if v is not None)}" if psnr else ""
+        lines.append(f"{name}: bpp {pts}{extra}")
+    bd = report.bd_rates
+    if bd.get("bd_rate"):
+        lines.append(f"BD-rate vs {bd['anchor']} (%, negative = fewer bits):")
+        for name, row in bd["bd_rate"].items():
+            cells = ", ".join(f"{m} {v:+.2f}" if v is not None else f"{m} n/a" for m, v in row.items())
+            lines.append(f"  {name}: {cells}")
+    for n in report.notices:
+        lines.append(f"notice: {n}")
+    if report.failures:
+        lines.append(f"{len(report.failures)} failure(s):")
+        lines += [f"  {f}" for f in report.failures[:max_lines]]
+        if len(report.failures) > max_lines:
+            lines.append(f"  ... and {len(report.failures) - max_lines} more (see eval.json)")
+    lines.append(f"wrote {len(report.files)} files to {report.files[0].parent.parent if report.files else '?'} in {report.seconds:.1f} s")
+    return "\n".join(lines)
