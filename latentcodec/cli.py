@@ -67,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .eval.cli import add_parser as add_eval_parser
 
     add_eval_parser(sub)
+
+    from .training.cli import add_parser as add_train_parser
+
+    add_train_parser(sub)
     return parser
 
 
@@ -169,6 +173,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 COMMANDS["eval"] = cmd_eval
+
+
+def cmd_train_prior(args: argparse.Namespace) -> int:
+    from .training.cli import run
+
+    return run(args)
+
+
+COMMANDS["train-prior"] = cmd_train_prior
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,257 @@
+"""``ans-hyperprior``: a learned mean-scale hyperprior whose decoder side is pure integers.
+
+Encoder: a small hyper-analysis network (any device, any precision) maps the symbols
+``y`` to a hyper-latent ``z = round(h_a(y))``, coded with per-channel integer tables.
+Both sides then run the hyper-synthesis ``h_s(z)`` in *fixed-point integer arithmetic*
+(integer weights, integer biases, floor shifts; see :class:`IntHyperSynthesis`), giving
+an integer mean ``mu`` and log-scale ``ls`` per symbol in units of ``2**-ACT_BITS``.
+They become a table index with integer operations only::
+
+    scale_index = clip((ls - LOG_SCALE_MIN + LOG_SCALE_STEP // 2) // LOG_SCALE_STEP, 0, NUM_SCALES - 1)
+    m4 = (mu + 2**(ACT_BITS-3)) >> (ACT_BITS-2)      # mean in quarter symbols
+    table = 4 * scale_index + (m4 & 3);  coded value = y - (m4 >> 2)
+
+The tables (discretised Gaussians for every scale and quarter offset) were turned into
+integer frequencies when the prior was exported and ship in the prior file.  The
+hyper-analysis output is transmitted, so its float rounding never matters; nothing
+the decoder computes depends on float precision, thread count or device.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..errors import StageConfigError, StageInputError
+from ..stages import EntropyCoder
+from .ans import ans_words_to_bytes, bytes_to_ans_words
+from .priors import PartDecoder, TableSet, encode_parts, ideal_bits, load_prior, prior_from_wire
+
+ACT_BITS = 8  # fractional bits of the fixed-point activations
+WEIGHT_BITS = 11  # integer weights are within +-2**WEIGHT_BITS
+ACT_LIMIT = 1 << 24  # activations are clipped here, so float64 matmuls of integers stay exact
+LOG_SCALE_MIN = -589  # round(ln(0.1) * 2**ACT_BITS)
+LOG_SCALE_STEP = 32  # 0.125 in natural-log units
+NUM_SCALES = 48
+LOG_SCALE_MIN_F = LOG_SCALE_MIN / (1 << ACT_BITS)
+LOG_SCALE_STEP_F = LOG_SCALE_STEP / (1 << ACT_BITS)
+LOG_SCALE_MIN_F, LOG_SCALE_STEP_F = float(LOG_SCALE_MIN_F), float(LOG_SCALE_STEP_F)
+
+
+def torch_hyper_synthesis(channels: int, n: int, z_channels: int):  # type: ignore[no-untyped-def]
+    """The float twin used in training: nearest x2, conv3, ReLU, nearest x2, conv3, ReLU, conv3."""
+    import torch.nn as nn
+
+    return nn.Sequential(
+        nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(z_channels, n, 3, padding=1), nn.ReLU(),
+        nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(n, n, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(n, 2 * channels, 3, padding=1),
+    )
+
+
+def export_int_synthesis(h_s) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
+    """Integer weights/biases and per-layer shifts of a trained :func:`torch_hyper_synthesis`."""
+    import torch.nn as nn
+
+    convs = [m for m in h_s if isinstance(m, nn.Conv2d)]
+    out: dict[str, np.ndarray] = {}
+    for i, conv in enumerate(convs):
+        w = conv.weight.detach().double().numpy()
+        b = conv.bias.detach().double().numpy()
+        shift = WEIGHT_BITS - int(np.ceil(np.log2(np.abs(w).max() + 1e-12)))
+        out[f"hs{i}_w"] = np.clip(np.rint(w * 2.0**shift), -(1 << WEIGHT_BITS), 1 << WEIGHT_BITS).astype(np.int16)
+        out[f"hs{i}_b"] = np.rint(b * 2.0 ** (shift + ACT_BITS)).astype(np.int64)
+        out[f"hs{i}_shift"] = np.array([shift], dtype=np.int32)
+    return out
+
+
+def export_analysis(h_a) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
+    """Hyper-analysis weights as int16 with a power-of-two exponent (encoder only)."""
+    import torch.nn as nn
+
+    out: dict[str, np.ndarray] = {}
+    for i, conv in enumerate(m for m in h_a if isinstance(m, nn.Conv2d)):
+        for key, t in (("w", conv.weight), ("b", conv.bias)):
+            a = t.detach().double().numpy()
+            e = 14 - int(np.ceil(np.log2(np.abs(a).max() + 1e-12)))
+            out[f"ha{i}_{key}"] = np.rint(a * 2.0**e).astype(np.int16)
+            out[f"ha{i}_{key}exp"] = np.array([e], dtype=np.int32)
+        out[f"ha{i}_stride"] = np.array([conv.stride[0]], dtype=np.int32)
+    return out
+
+
+def _conv3_int(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Exact integer 3x3 'same' convolution.  Every product and partial sum is an integer
+    below 2**53, so float64 BLAS returns the exact result in any summation order."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    c, h, wd = x.shape
+    xp = np.pad(x, ((0, 0), (1, 1), (1, 1))).astype(np.float64)
+    cols = sliding_window_view(xp, (3, 3), axis=(1, 2)).transpose(1, 2, 0, 3, 4).reshape(h * wd, c * 9)
+    acc = cols @ w.reshape(w.shape[0], -1).T.astype(np.float64)
+    return np.rint(acc).astype(np.int64).T.reshape(w.shape[0], h, wd) + b[:, None, None]
+
+
+class IntHyperSynthesis:
+    """``z (Cz, hz, wz)`` int -> ``(mu, ls)`` int64 ``(C, 4hz, 4wz)`` in ``2**-ACT_BITS`` units.
+
+    >>> import numpy as np
+    >>> layer = (np.ones((2, 1, 3, 3), np.int64), np.array([0, 256]), 1, False, False)
+    >>> mu, ls = IntHyperSynthesis([layer])(np.ones((1, 3, 3), np.int64))
+    >>> assert int(mu[0, 1, 1]) == (9 * 256) >> 1 and int(ls[0, 1, 1]) == (9 * 256 + 256) >> 1
+    >>> assert int(mu[0, 0, 0]) == (4 * 256) >> 1  # zero padding at the border
+    """
+
+    def __init__(self, layers: list[tuple[np.ndarray, np.ndarray, int, bool, bool]]) -> None:
+        self.layers = layers  # (weight, bias, shift, upsample_before, relu_after)
+
+    def __call__(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        a = np.asarray(z, dtype=np.int64) << ACT_BITS
+        for w, b, shift, up, relu in self.layers:
+            if up:
+                a = a.repeat(2, axis=1).repeat(2, axis=2)
+            a = _conv3_int(a, w, b) >> shift  # floor division by 2**shift
+            if relu:
+                a = np.maximum(a, 0)
+            a = np.clip(a, -ACT_LIMIT, ACT_LIMIT)
+        half = a.shape[0] // 2
+        return a[:half], a[half:]
+
+
+def indices(mu: np.ndarray, ls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Integer (table id, integer centre) per symbol from fixed-point mean and log-scale."""
+    scale = np.clip((ls - LOG_SCALE_MIN + LOG_SCALE_STEP // 2) // LOG_SCALE_STEP, 0, NUM_SCALES - 1)
+    m4 = (mu + (1 << (ACT_BITS - 3))) >> (ACT_BITS - 2)
+    return 4 * scale + (m4 & 3), m4 >> 2
+
+
+class _Model:
+    """The parts of a hyperprior file a coder needs, unpacked once."""
+
+    def __init__(self, prior) -> None:  # type: ignore[no-untyped-def]
+        self.prior = prior
+        self.channels = int(prior.meta["channels"])
+        self.z_channels = int(prior.meta["z_channels"])
+        self.step = float(prior.meta["step"])
+        self.z_tables = TableSet.from_prior(prior, "z")
+        self.y_tables = TableSet.from_prior(prior, "y")
+        if len(self.y_tables.n) != 4 * NUM_SCALES:
+            raise StageConfigError(f"{prior.path.name}: expected {4 * NUM_SCALES} y tables")
+        ups = (True, True, False)
+        self.synthesis = IntHyperSynthesis(
+            [(prior[f"hs{i}_w"].astype(np.int64), prior[f"hs{i}_b"].astype(np.int64), int(prior[f"hs{i}_shift"][0]), ups[i], i < 2) for i in range(3)]
+        )
+        self._ha: Any = None
+
+    def analysis(self, y: np.ndarray, device: str, dtype: str) -> np.ndarray:
+        import torch
+        import torch.nn.functional as F
+
+        from ..models import resolve_device, resolve_dtype
+
+        dev = resolve_device(device)
+        dt = resolve_dtype(dtype, dev) if dtype != "auto" else torch.float32
+        p = self.prior
+        x = torch.from_numpy(y.astype(np.float32))[None].to(dev, dt)
+        with torch.inference_mode():
+            for i in range(3):
+                w = torch.from_numpy(p[f"ha{i}_w"].astype(np.float32) * np.float32(2.0 ** -int(p[f"ha{i}_wexp"][0]))).to(dev, dt)
+                b = torch.from_numpy(p[f"ha{i}_b"].astype(np.float32) * np.float32(2.0 ** -int(p[f"ha{i}_bexp"][0]))).to(dev, dt)
+                stride = int(p[f"ha{i}_stride"][0])
+                x = F.conv2d(x, w, b, stride=stride, padding=w.shape[-1] // 2)
+                if i < 2:
+                    x = F.relu(x)
+        z = torch.round(x.float()).clamp(-(1 << 15), 1 << 15).to("cpu")
+        return z[0].numpy().astype(np.int64)
+
+    def z_shape(self, shape: tuple[int, ...]) -> tuple[int, int, int]:
+        return (self.z_channels, -(-int(shape[1]) // 4), -(-int(shape[2]) // 4))
+
+    def y_params(self, z: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        mu, ls = self.synthesis(z)
+        h, w = int(shape[1]), int(shape[2])
+        return indices(mu[:, :h, :w], ls[:, :h, :w])
+
+
+class ANSHyperpriorCoder(EntropyCoder):
+    """Mean-scale hyperprior (trained on TAESD symbols at step 0.5) + rANS.
+
+    ``prior`` is a shipped prior name, a ``.npz`` path from ``latentcodec train-prior``
+    or, when read from a stream, ``#`` and the prior's content hash.  ``device`` and
+    ``dtype`` only choose where the encoder's hyper-analysis runs.
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> symbols = rng.integers(-4, 5, size=(4, 12, 20)).astype(np.int32)
+    >>> coder = ANSHyperpriorCoder()
+    >>> data = coder.encode(symbols)
+    >>> decoder = ANSHyperpriorCoder.from_config(ANSHyperpriorCoder.config_from_wire(coder.wire_params()))
+    >>> assert np.array_equal(decoder.decode(data, symbols.shape), symbols)
+    """
+
+    name: ClassVar[str] = "ans-hyperprior"
+    version: ClassVar[int] = 1
+    runtime_options: ClassVar[frozenset[str]] = frozenset({"device", "dtype"})
+    prior_kind: ClassVar[str] = "hyperprior"
+
+    def __init__(self, prior: str = "taesd", device: str = "cpu", dtype: str = "float32") -> None:
+        if not isinstance(prior, str) or not prior:
+            raise StageConfigError(f"{self.name}: prior must be a name or path, got {prior!r}")
+        self.prior = prior
+        self.device = device
+        self.dtype = dtype
+        self._model: _Model | None = None
+
+    @property
+    def model(self) -> _Model:
+        if self._model is None:
+            self._model = _Model(load_prior(self.prior_kind, self.prior))
+        return self._model
+
+    def wire_params(self) -> bytes:
+        return self.model.prior.digest
+
+    @classmethod
+    def config_from_wire(cls, params: bytes) -> dict[str, Any]:
+        return {"prior": prior_from_wire(cls.name, params)}
+
+    def _check(self, shape: tuple[int, ...]) -> None:
+        if len(shape) != 3 or int(shape[0]) != self.model.channels or min(int(n) for n in shape) <= 0:
+            raise StageInputError(f"{self.name}: expected symbols ({self.model.channels}, h, w), got {tuple(shape)}")
+
+    def _parts(self, symbols: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, TableSet]]:
+        m = self.model
+        y = np.asarray(symbols)
+        if not np.issubdtype(y.dtype, np.integer):
+            raise StageInputError(f"{self.name}: expected integer symbols, got {y.dtype}")
+        self._check(y.shape)
+        y = y.astype(np.int64)
+        z = m.analysis(y, self.device, self.dtype)
+        table, centre = m.y_params(z, y.shape)
+        z_table = np.broadcast_to(np.arange(m.z_channels)[:, None, None], z.shape)
+        return [(z, z_table, m.z_tables), (y - centre, table, m.y_tables)]
+
+    def encode(self, symbols: np.ndarray) -> bytes:
+        import constriction
+
+        encoder = constriction.stream.stack.AnsCoder()
+        encode_parts(encoder, self._parts(symbols))
+        return ans_words_to_bytes(encoder.get_compressed())
+
+    def ideal_bits(self, symbols: np.ndarray) -> float:
+        """The model's cross-entropy of ``symbols`` in bits (hyper-latent included)."""
+        return sum(ideal_bits(v, t, ts) for v, t, ts in self._parts(symbols))
+
+    def decode(self, data: bytes, shape: tuple[int, ...]) -> np.ndarray:
+        import constriction
+
+        self._check(tuple(shape))
+        m = self.model
+        dec = PartDecoder(constriction.stream.stack.AnsCoder(bytes_to_ans_words(data)))
+        zs = m.z_shape(shape)
+        z = dec.part(np.broadcast_to(np.arange(m.z_channels)[:, None, None], zs), m.z_tables).reshape(zs)
+        table, centre = m.y_params(z, shape)
+        y = dec.part(table, m.y_tables).reshape(table.shape) + centre
+        dec.finish()
+        return y.astype(np.int32)
