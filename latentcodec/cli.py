@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--refiner", help="decode with this refiner instead of the stream's")
     d.add_argument("--transform", help="decode with another transform (needs --force)")
     d.add_argument("--option", "-O", action="append", default=[], metavar="KEY=VALUE", help="refiner option")
+    d.add_argument("--refiner-model", help="diffusion refiners: SD 1.5 hub id or local directory (unet/, scheduler/, ...)")
+    d.add_argument("--controlnet-model", help="controlnet-canny: ControlNet hub id or local directory")
+    d.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_runtime(d)
 
     i = sub.add_parser("info", help="describe a .lc stream")
@@ -111,7 +114,11 @@ def cmd_decompress(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         transform=args.transform,
         refiner=args.refiner,
-        refiner_options=parse_options(args.option),
+        refiner_options={
+            **parse_options(args.option),
+            **{k: v for k, v in (("refiner_model", args.refiner_model), ("controlnet_model", args.controlnet_model)) if v},
+            **({"quiet": True} if args.quiet else {}),
+        },
         force=args.force,
     )
     save_image(image, args.output, force=args.force)  # type: ignore[arg-type]
@@ -184,7 +191,20 @@ def cmd_train_prior(args: argparse.Namespace) -> int:
 COMMANDS["train-prior"] = cmd_train_prior
 
 
+def _quiet_libraries() -> None:
+    """Model libraries log advice (accelerate, deprecations) to stderr; the CLI's
+    contract is one line per error, so keep only their errors."""
+    import logging
+    import warnings
+
+    for name in ("diffusers", "transformers", "huggingface_hub"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=UserWarning, module="huggingface_hub")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _quiet_libraries()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
