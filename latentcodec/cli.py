@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--refiner", help="the refiner the stream asks for by default")
     c.add_argument("--option", "-O", action="append", default=[], metavar="KEY=VALUE", help="stage option, e.g. step=0.4 or quantizer.step=0.4")
     c.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
+    budget = c.add_mutually_exclusive_group()
+    budget.add_argument("--target-bytes", type=int, metavar="N", help="search the rate parameter for the best file of at most N bytes")
+    budget.add_argument("--target-bpp", type=float, metavar="X", help="like --target-bytes, in bits per pixel")
     _add_runtime(c)
 
     d = sub.add_parser("decompress", help="decode a .lc stream to an image")
@@ -96,7 +99,14 @@ def cmd_compress(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels,
         **options,
     )
-    data = codec.compress(args.input)
+    if args.target_bytes is not None or args.target_bpp is not None:
+        from .ratecontrol import compress_to_target
+
+        result = compress_to_target(codec, args.input, target_bytes=args.target_bytes, target_bpp=args.target_bpp)
+        data = result.data
+        print(f"rate control: {result.parameter}={result.value:g} after {result.evaluations} trial encodings")
+    else:
+        data = codec.compress(args.input)
     atomic_write(args.output, data, force=args.force)
     print(f"{args.output}: {len(data)} bytes")
     return 0

@@ -201,7 +201,7 @@ class Codec:
         if latent.shape != expected:
             raise StageInputError(f"latent shape {latent.shape} does not match {expected} for a {width}x{height} image")
         q = self.quantizer.quantize(latent)
-        if q.symbols.shape != latent.shape:
+        if q.symbols.shape != self.quantizer.symbol_shape(latent.shape):
             raise StageInputError(f"quantizer {self.quantizer.name!r} changed the latent shape")
         payload = self.entropy_coder.encode(q.symbols)
         return bitstream.write(
@@ -268,8 +268,9 @@ def decode_symbols(stream: Stream) -> tuple[np.ndarray, Quantizer]:
     quantizer = stage_from_record(stream.stage("quantizer"))
     coder = stage_from_record(stream.stage("entropy_coder"))
     assert isinstance(quantizer, Quantizer) and isinstance(coder, EntropyCoder)
-    symbols = coder.decode(stream.payload, stream.latent_shape)
-    if tuple(symbols.shape) != stream.latent_shape:
+    shape = tuple(quantizer.symbol_shape(stream.latent_shape))
+    symbols = coder.decode(stream.payload, shape)
+    if tuple(symbols.shape) != shape:
         raise CorruptStreamError("entropy coder returned symbols of the wrong shape")
     return symbols, quantizer
 

@@ -40,6 +40,28 @@ PRESETS: dict[str, Preset] = {
             "Bühlmann (2022), first step: SD VAE, uint8 latents, zlib",
             {"transform": "sd-vae", "quantizer": "uint8", "entropy_coder": "zlib", "refiner": "vae"},
         ),
+        # Bühlmann (2022), full recipe.  uint8 grid: latentcodec/quantizers/uint8.py (his
+        # clamp(z / (255 * 0.18215) + 0.5)); 256 colours and dithering level 1.0: his
+        # libimagequant call (full Floyd-Steinberg), here k-means + latentcodec/quantizers/
+        # dither.py; palette in popularity order (libimagequant's) and indices: zlib level 9.
+        Preset(
+            "buhlmann-2022",
+            "Bühlmann (2022), full recipe: uint8 grid, 256-colour palette, Floyd-Steinberg, zlib",
+            {"transform": "sd-vae", "quantizer": "palette", "entropy_coder": "zlib", "refiner": "vae"},
+            {
+                "quantizer": {"colors": 256, "dither": "fs", "dither_level": 1.0, "symbols": "index", "palette_coding": "zlib"},
+                "entropy_coder": {"level": 9},
+            },
+        ),
+        # Our answer to the seed (constants measured in benchmarks/bench_rd.py on Kodak/TAESD):
+        # palette and dither chosen jointly for rate at equal quality, compact palette code,
+        # neighbour-predicted ranks coded with log-binned rANS (latentcodec/entropy/palette_ctx.py).
+        Preset(
+            "palette-ans",
+            "uint8 grid, per-image palette (fewer colours, half dithering), ranks + rANS",
+            {"transform": "sd-vae", "quantizer": "palette", "entropy_coder": "ans-binned", "refiner": "vae"},
+            {"quantizer": {"colors": 160, "dither": "fs", "dither_level": 0.5, "symbols": "rank", "palette_coding": "compact"}},
+        ),
     ]
 }
 

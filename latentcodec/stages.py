@@ -140,6 +140,10 @@ class Quantizer(Stage):
         """Estimated std of the quantization error, for refiners (None: unknown)."""
         return None
 
+    def symbol_shape(self, latent_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Shape of the symbols for a latent of ``latent_shape`` (a palette has one per pixel)."""
+        return tuple(latent_shape)
+
 
 class EntropyCoder(Stage):
     """Lossless coding of an int32 symbol array."""

@@ -20,6 +20,7 @@ WIRE_IDS: dict[StageKind, dict[str, int]] = {
         "ans-hyperprior": 4,
         "ans-context": 5,
         "palette-zlib": 6,
+        "ans-binned": 7,
     },
     "refiner": {"vae": 1, "unet-denoise": 2, "ddim-inversion": 3, "controlnet-canny": 4},
 }
