@@ -18,6 +18,9 @@ VAELIGHT_DIR = SHARED / "models" / "vaelight"
 KODAK_DIR = SHARED / "datasets" / "kodak"
 TRAIN_DIR = SHARED / "datasets" / "train-photos"
 
+# Fixture distributions (e.g. a plugin that fails to import on purpose) are data, not tests.
+collect_ignore_glob = ["fixtures/*"]
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     import torch
