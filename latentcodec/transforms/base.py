@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -55,6 +55,15 @@ class TorchAutoencoderTransform(Transform):
             # that these autoencoders do not have.
             self._module = torch.nn.Module.to(module, self._torch_device, self._torch_dtype)
         return self._module
+
+    @property
+    def _cfg(self) -> Any:
+        """The diffusers config of the loaded model: the source of every constant."""
+        return self.module.config
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self._cfg.latent_channels)
 
     def fingerprint(self) -> bytes:
         self.module  # noqa: B018 - loads the model and computes the fingerprint

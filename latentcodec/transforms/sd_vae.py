@@ -47,14 +47,6 @@ class SDVAETransform(TorchAutoencoderTransform):
         return load_pretrained(AutoencoderKL.from_pretrained, self.model, what="SD VAE", **kwargs).float()
 
     @property
-    def _cfg(self):  # type: ignore[no-untyped-def]
-        return self.module.config
-
-    @property
-    def latent_channels(self) -> int:
-        return int(self._cfg.latent_channels)
-
-    @property
     def downsampling_factor(self) -> int:
         # The encoder halves the resolution between consecutive down blocks.
         return 2 ** (len(self._cfg.block_out_channels) - 1)

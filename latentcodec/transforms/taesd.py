@@ -98,14 +98,6 @@ class TAESDTransform(TorchAutoencoderTransform):
         return module.float()
 
     @property
-    def _cfg(self):  # type: ignore[no-untyped-def]
-        return self.module.config
-
-    @property
-    def latent_channels(self) -> int:
-        return int(self._cfg.latent_channels)
-
-    @property
     def downsampling_factor(self) -> int:
         # One stride-2 stage between consecutive encoder blocks.
         return int(self._cfg.upsampling_scaling_factor) ** (len(self._cfg.encoder_block_out_channels) - 1)
