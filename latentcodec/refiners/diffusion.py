@@ -153,7 +153,7 @@ def load_sd_components(
     """Load the UNet, the scheduler config and the empty-prompt embedding of ``source``."""
     from diffusers import DDIMScheduler, UNet2DConditionModel
 
-    with _quiet_libraries(quiet):
+    with _quiet_libraries(True):  # loading chatter (e.g. "install accelerate") is not actionable
         unet = load_pretrained(UNet2DConditionModel.from_pretrained, source, what="SD UNet", option=SD_OPTION, subfolder="unet")
         scheduler = load_pretrained(DDIMScheduler.from_pretrained, source, what="SD scheduler config", option=SD_OPTION, subfolder="scheduler")
         embeds = empty_prompt_embedding(source, prompt_embedding)
@@ -170,7 +170,7 @@ def load_sd_components(
 def load_controlnet(source: str, *, device: torch.device, dtype: torch.dtype, quiet: bool = False) -> torch.nn.Module:
     from diffusers import ControlNetModel
 
-    with _quiet_libraries(quiet):
+    with _quiet_libraries(True):
         model = load_pretrained(ControlNetModel.from_pretrained, source, what="ControlNet", option=CONTROLNET_OPTION)
     return _to(model.float(), device, dtype)
 
