@@ -68,6 +68,12 @@ def kodim23_stream(taesd_codec, kodak_dir: Path) -> bytes:  # type: ignore[no-un
     return taesd_codec.compress(kodak_dir / "kodim23.png")
 
 
+@pytest.fixture(scope="session")
+def kodim23_decoded(taesd_codec, kodim23_stream: bytes):  # type: ignore[no-untyped-def]
+    """The plain decode of ``kodim23_stream`` as a float tensor, computed once."""
+    return taesd_codec.decompress(kodim23_stream, as_tensor=True)
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float(10 * np.log10(255.0**2 / mse))
