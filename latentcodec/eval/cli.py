@@ -25,6 +25,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     e.add_argument("--anchor", help="BD-rate anchor (default: jpeg)")
     e.add_argument("--limit", type=int, help="only the first N images")
     e.add_argument("--no-progress", action="store_true")
+    e.add_argument("--threads", type=int, help="torch threads (default: the idle cores, at least 1)")
     e.add_argument("--model", help="transform weights for our presets (e.g. ../shared/models/taesd)")
     e.add_argument("--device", choices=["auto", "cpu", "cuda"])
     e.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"])
@@ -68,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         limit=args.limit,
         force=args.force,
         progress=not args.no_progress,
+        threads=args.threads,
     )
     report = evaluate(settings)
     print(format_report(report))

@@ -222,6 +222,10 @@ def rate_parameter_for(preset_name: str) -> RateParameter | None:
     return None
 
 
+#: Loaded transforms by (name, config), shared by every PresetCodec in this process.
+_LOADED_TRANSFORMS: dict[tuple[str, str], Any] = {}
+
+
 class PresetCodec(EvalCodec):
     """One of our presets.  The transform runs once per image; points vary the rest.
 
@@ -247,7 +251,11 @@ class PresetCodec(EvalCodec):
             self.default_points = self.rate.points if self.rate else (None,)
             self.param_name = self.rate.option if self.rate else "default"  # type: ignore[misc]
             self._base = self._build(None)
+            key = (self._base.transform.name, repr(sorted(self._base.transform.get_config().items())))
+            if key in _LOADED_TRANSFORMS:  # one evaluation after another: load the weights once
+                self._base.transform = _LOADED_TRANSFORMS[key]
             self._base.transform.fingerprint()  # loads the weights: fail here, not per image
+            _LOADED_TRANSFORMS[key] = self._base.transform
         except LatentCodecError as exc:
             return f"cannot build it: {exc}"
         self.description = PRESETS[self.name].description

@@ -59,7 +59,9 @@ class Metric(ABC):
 
 def _psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return 10.0 * math.log10(peak * peak / max(mse, 1e-10))  # identical images: 100 dB cap
+    if mse == 0.0:
+        return 100.0  # identical images: a finite cap keeps averages and plots usable
+    return min(100.0, 10.0 * math.log10(peak * peak / mse))
 
 
 class PSNRRGB(Metric):
@@ -116,15 +118,15 @@ class MSSSIM(Metric):
         levels = 5
         while levels > 1 and side <= 10 * 2 ** (levels - 1):
             levels -= 1
-        weights = torch.tensor(MS_SSIM_WEIGHTS[:levels], dtype=torch.float64)
+        weights = torch.tensor(MS_SSIM_WEIGHTS[:levels], dtype=torch.float32)
         weights = weights / weights.sum()
 
         def t(a: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(np.array(a, dtype=np.float64)).permute(2, 0, 1)[None]
+            return torch.from_numpy(np.array(a, dtype=np.float32)).permute(2, 0, 1)[None]
 
         # pytorch_msssim's ms_ssim loop, with a variable number of scales.
         x, y = t(reference), t(distorted)
-        win = _fspecial_gauss_1d(11, 1.5).to(torch.float64).repeat([3, 1, 1, 1])
+        win = _fspecial_gauss_1d(11, 1.5).repeat([3, 1, 1, 1])
         mcs = []
         with torch.inference_mode():
             for i in range(levels):

@@ -1,0 +1,199 @@
+"""The evaluation tooling on two small Kodak crops: fast, real codecs, real TAESD."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from latentcodec.cli import main
+from latentcodec.eval import codecs as eval_codecs
+from latentcodec.eval import metrics as eval_metrics
+from latentcodec.eval.codecs import JXLToolCodec, PresetCodec, make_codec, rate_parameter_for, select_points
+from latentcodec.eval.metrics import MSSSIM, PSNRRGB, PSNRY, MetricError, load_metrics
+from latentcodec.eval.runner import EvalSettings, evaluate
+
+
+@pytest.fixture(scope="module")
+def crops(tmp_path_factory: pytest.TempPathFactory, kodak_dir: Path) -> Path:
+    d = tmp_path_factory.mktemp("crops")
+    Image.open(kodak_dir / "kodim23.png").crop((256, 128, 352, 224)).save(d / "a.png")
+    Image.open(kodak_dir / "kodim05.png").crop((0, 0, 96, 80)).save(d / "b.png")
+    return d
+
+
+def _array(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+# --- metrics ----------------------------------------------------------------------
+def test_psnr_values() -> None:
+    ref = np.zeros((4, 4, 3), np.uint8)
+    dist = ref.copy()
+    dist[..., 0] = 3  # red only: mse 3 over RGB, luma error 0.299 * 3
+    assert PSNRRGB()(ref, dist) == pytest.approx(10 * np.log10(255**2 / 3.0))
+    assert PSNRY()(ref, dist) == pytest.approx(10 * np.log10(255**2 / (0.299 * 3) ** 2))
+    assert PSNRRGB()(ref, ref) == pytest.approx(100.0)
+
+
+def test_ms_ssim_orders_distortions_and_handles_small_images(crops: Path) -> None:
+    ref = _array(crops / "a.png")  # 96 px: fewer than 5 scales fit
+    rng = np.random.default_rng(0)
+    mild = np.clip(ref + rng.normal(0, 4, ref.shape), 0, 255).astype(np.uint8)
+    strong = np.clip(ref + rng.normal(0, 25, ref.shape), 0, 255).astype(np.uint8)
+    m = MSSSIM()
+    assert m(ref, ref) == pytest.approx(1.0)
+    assert 1.0 > m(ref, mild) > m(ref, strong) > 0.0
+    with pytest.raises(MetricError):
+        m(ref, ref[:-1])
+
+
+def test_metric_plugins_and_missing_backends(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert {"psnr-rgb", "psnr-y", "ms-ssim", "butteraugli", "ssimulacra", "lpips", "dists"} <= set(eval_metrics.available_names())
+    monkeypatch.setattr(eval_metrics.shutil, "which", lambda name: None)
+    monkeypatch.setenv("TORCH_HOME", "/nonexistent-torch-home")
+    metrics, notices = load_metrics(["psnr-rgb", "butteraugli", "lpips", "dists", "no-such-metric"])
+    assert [m.name for m in metrics] == ["psnr-rgb"]
+    text = "\n".join(notices)
+    assert "butteraugli_main" in text and "libjxl-devtools" in text
+    assert "'lpips' skipped" in text and "'dists' skipped" in text
+    assert "'no-such-metric' skipped: not registered" in text
+
+
+# --- codecs ------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["jpeg", "webp", "avif"])
+def test_classical_codec_sweep_grows_with_quality(name: str, crops: Path) -> None:
+    codec = make_codec(name)
+    assert codec.unavailable_reason() is None  # Pillow 11.3+ wheels bundle all three
+    ref = _array(crops / "a.png")
+    low, high = list(codec.encode_points(ref, [10, 80]))
+    assert low.decoded.shape == ref.shape and low.num_bytes < high.num_bytes
+    assert PSNRRGB()(ref, low.decoded) < PSNRRGB()(ref, high.decoded)
+
+
+@pytest.mark.parametrize("name", ["jpeg", "webp", "avif"])
+def test_size_matched_search_is_maximal_and_within_budget(name: str, crops: Path) -> None:
+    codec = make_codec(name)
+    ref = _array(crops / "b.png")
+    pil = Image.fromarray(ref)
+    for budget in (900, 1500, 3000):
+        enc = codec.size_matched(ref, budget)
+        assert enc is not None and enc.num_bytes <= budget
+        assert enc.num_bytes == len(codec.encode(pil, enc.param))  # type: ignore[attr-defined]
+        if enc.param < codec.quality_range[1]:  # type: ignore[attr-defined]
+            assert len(codec.encode(pil, enc.param + 1)) > budget  # type: ignore[attr-defined]
+    assert codec.size_matched(ref, 10) is None  # nothing fits in 10 bytes
+
+
+def test_missing_backends_name_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(eval_codecs.shutil, "which", lambda name: None)
+    assert "libjxl-tools" in (JXLToolCodec().unavailable_reason() or "")
+    from PIL import features
+
+    monkeypatch.setattr(features, "check", lambda feature: False)
+    assert "pip install" in (make_codec("avif").unavailable_reason() or "")
+    assert "unknown preset" in (make_codec("no-such-preset").unavailable_reason() or "")
+
+
+def test_points_and_rate_parameters() -> None:
+    jpeg = make_codec("jpeg")
+    grid = list(jpeg.default_points)
+    assert select_points(jpeg, None) == grid
+    three = select_points(jpeg, 3)
+    assert len(three) == 3 and three[0] == grid[0] and three[-1] == grid[-1]
+    assert select_points(jpeg, [42]) == [42]
+    rp = rate_parameter_for("taesd-ans")
+    assert rp is not None and rp.option == "step"
+
+
+def test_preset_points_share_one_latent_and_decode_exactly(crops: Path, taesd_dir: Path) -> None:
+    from latentcodec import Codec
+
+    codec = PresetCodec("taesd-ans", model=str(taesd_dir), device="cpu")
+    assert codec.unavailable_reason() is None
+    ref = _array(crops / "b.png")
+    coarse, fine = list(codec.encode_points(ref, [1.0, 0.25]))
+    assert coarse.num_bytes < fine.num_bytes
+    # the same bytes as the ordinary compress path at that step (shared, already loaded transform)
+    variant = codec.variant(0.25)
+    assert isinstance(variant, Codec) and variant.quantizer.step == 0.25 and variant.transform is codec.variant(1.0).transform
+    assert len(variant.compress(Image.fromarray(ref))) == fine.num_bytes
+
+
+# --- the whole evaluation -------------------------------------------------------------
+@pytest.fixture(scope="module")
+def sweep(crops: Path, taesd_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    data = tmp_path_factory.mktemp("data")
+    for p in crops.iterdir():
+        (data / p.name).write_bytes(p.read_bytes())
+    (data / "broken.png").write_bytes(b"not an image")
+    out = tmp_path_factory.mktemp("out")
+    report = evaluate(
+        EvalSettings(
+            dataset=data, codecs=["taesd-ans", "jpeg", "webp", "no-such-preset"], out=out,
+            runtime={"model": str(taesd_dir), "device": "cpu"},
+            points={"taesd-ans": [1.0, 0.3], "jpeg": [10, 50, 90], "webp": [10, 50, 90]},
+            metrics=["psnr-rgb", "ms-ssim"], progress=False,
+        )
+    )
+    return report, out
+
+
+def test_sweep_writes_compressai_json_csv_and_plots(sweep) -> None:  # type: ignore[no-untyped-def]
+    report, out = sweep
+    for name, n in (("taesd-ans", 2), ("jpeg", 3), ("webp", 3)):
+        doc = json.loads((out / "results" / f"{name}.json").read_text())
+        assert doc["name"] == name and doc["description"]
+        res = doc["results"]
+        assert set(res) == {"bpp", "psnr-rgb", "ms-ssim"} and all(len(v) == n for v in res.values())
+        assert res["bpp"] == sorted(res["bpp"]) and res["psnr-rgb"][0] < res["psnr-rgb"][-1]
+        assert doc["images"] == [2] * n
+    rows = list(csv.DictReader((out / "per_image.csv").open()))
+    assert len(rows) == 2 * (2 + 3 + 3)
+    jpeg_a = [r for r in rows if r["codec"] == "jpeg" and r["image"] == "a.png"]
+    assert [int(r["param"]) for r in jpeg_a] == [10, 50, 90]
+    assert all(float(r["bpp"]) == pytest.approx(8 * int(r["bytes"]) / (96 * 96)) for r in jpeg_a)
+    for metric in ("psnr-rgb", "ms-ssim"):
+        png = out / f"rd-{metric}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and Image.open(png).size[0] > 300
+    bd = json.loads((out / "bd_rate.json").read_text())
+    assert bd["anchor"] == "jpeg" and set(bd["bd_rate"]) == {"taesd-ans", "webp"}
+    assert any("no-such-preset" in n for n in report.notices)
+    assert any("broken.png" in f for f in report.failures)  # reported, and the others ran
+
+
+def test_size_matched_never_exceeds_our_file(crops: Path, taesd_dir: Path, tmp_path: Path) -> None:
+    report = evaluate(
+        EvalSettings(
+            dataset=crops, codecs=["taesd-ans", "jpeg", "webp"], out=tmp_path,
+            runtime={"model": str(taesd_dir), "device": "cpu"}, points={"taesd-ans": [0.3, 0.15]},
+            size_matched=True, metrics=["psnr-rgb"], progress=False,
+        )
+    )
+    ours = {(r["image"], r["point"]): r["bytes"] for r in report.rows if r["codec"] == "taesd-ans"}
+    matched = [r for r in report.rows if r["codec"] != "taesd-ans"]
+    missing = [f for f in report.failures if "no quality fits" in f]
+    assert len(matched) + len(missing) == 2 * len(ours) and matched
+    for r in matched:
+        assert r["target_bytes"] == ours[(r["image"], r["point"])]
+        assert r["bytes"] <= r["target_bytes"]
+
+
+def test_cli_eval_and_errors(crops: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "ev"
+    argv = ["eval", str(crops), "--codecs", "jpeg,webp", "--out", str(out), "--points", "2", "--metrics", "psnr-rgb", "--no-progress"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "BD-rate vs jpeg" in text and "webp:" in text
+    assert (out / "results" / "webp.json").exists() and (out / "rd-psnr-rgb.png").exists()
+    assert main(argv) == 1  # the output holds an evaluation: needs --force
+    assert "--force" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path / "nothing"), "--out", str(out), "--force"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("latentcodec: error: no such dataset") and "Traceback" not in err
+    assert main(["eval", str(crops), "--codecs", "jpeg", "--out", str(out), "--size-matched", "--force", "--no-progress"]) == 1
+    assert "size-matched mode needs one of our presets" in capsys.readouterr().err
