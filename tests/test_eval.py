@@ -62,6 +62,12 @@ def test_metric_plugins_and_missing_backends(monkeypatch: pytest.MonkeyPatch) ->
     assert "butteraugli_main" in text and "libjxl-devtools" in text
     assert "'lpips' skipped" in text and "'dists' skipped" in text
     assert "'no-such-metric' skipped: not registered" in text
+    monkeypatch.undo()
+    default, notices = load_metrics()
+    assert [m.name for m in default] == ["psnr-rgb", "psnr-y", "ms-ssim"]
+    assert "butteraugli" in notices[0] and "--metrics all" in notices[0]
+    everything, notices = load_metrics(["all"])
+    assert len(everything) + len(notices) == len(eval_metrics.available_names())
 
 
 # --- codecs ------------------------------------------------------------------------

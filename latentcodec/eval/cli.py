@@ -21,7 +21,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     )
     e.add_argument("--size-matched", action="store_true", help="per image, classical codecs take the largest file not exceeding ours")
     e.add_argument("--match", help="our preset whose sizes --size-matched matches (default: the first in --codecs)")
-    e.add_argument("--metrics", help="comma-separated metric names (default: every registered metric that can run)")
+    e.add_argument("--metrics", help="comma-separated metric names, or 'all' (default: psnr-rgb,psnr-y,ms-ssim)")
     e.add_argument("--anchor", help="BD-rate anchor (default: jpeg)")
     e.add_argument("--limit", type=int, help="only the first N images")
     e.add_argument("--no-progress", action="store_true")

@@ -266,7 +266,10 @@ class DISTS(Metric):
             return float(piq.DISTS(reduction="none")(t(reference), t(distorted)).item())
 
 
-DEFAULT_METRICS = ("psnr-rgb", "psnr-y", "ms-ssim", "butteraugli", "ssimulacra", "lpips", "dists")
+#: Run when no metrics are named: cheap, in-process, always available.
+DEFAULT_METRICS = ("psnr-rgb", "psnr-y", "ms-ssim")
+#: ``all`` adds these (external tools, learned metrics: seconds per image on a CPU).
+EXTRA_METRICS = ("butteraugli", "ssimulacra", "lpips", "dists")
 
 
 def available_names() -> list[str]:
@@ -275,14 +278,25 @@ def available_names() -> list[str]:
 
 
 def load_metrics(names: list[str] | None = None) -> tuple[list[Metric], list[str]]:
-    """Instantiate the requested metrics (default: all registered) -> (usable, notices).
+    """Instantiate the requested metrics -> (usable, notices).
 
-    A metric that is unknown, fails to import or cannot run here becomes a notice.
+    ``None``: :data:`DEFAULT_METRICS`; ``["all"]``: every registered metric (built-in
+    order first, then plugins).  A metric that is unknown, fails to import or cannot run
+    here becomes a notice, as does each registered metric left out by default.
     """
     eps = {ep.name: ep for ep in md.entry_points(group=GROUP)}
-    wanted = list(names) if names else [n for n in DEFAULT_METRICS if n in eps] + sorted(set(eps) - set(DEFAULT_METRICS))
+    everything = [n for n in DEFAULT_METRICS + EXTRA_METRICS if n in eps] + sorted(set(eps) - set(DEFAULT_METRICS + EXTRA_METRICS))
     metrics: list[Metric] = []
     notices: list[str] = []
+    if not names:
+        wanted = [n for n in DEFAULT_METRICS if n in eps]
+        left_out = [n for n in everything if n not in wanted]
+        if left_out:
+            notices.append(f"metrics not in the default set: {', '.join(left_out)} (ask with --metrics all or by name)")
+    elif list(names) == ["all"]:
+        wanted = everything
+    else:
+        wanted = list(names)
     for name in wanted:
         ep = eps.get(name)
         if ep is None:
