@@ -203,3 +203,16 @@ def test_cli_eval_and_errors(crops: Path, tmp_path: Path, capsys: pytest.Capture
     assert err.startswith("latentcodec: error: no such dataset") and "Traceback" not in err
     assert main(["eval", str(crops), "--codecs", "jpeg", "--out", str(out), "--size-matched", "--force", "--no-progress"]) == 1
     assert "size-matched mode needs one of our presets" in capsys.readouterr().err
+
+
+def test_jxl_through_cjxl_or_a_notice(crops: Path) -> None:
+    import shutil
+
+    codec = JXLToolCodec()
+    if shutil.which("cjxl") is None or shutil.which("djxl") is None:
+        assert "libjxl-tools" in (codec.unavailable_reason() or "")
+        return
+    ref = _array(crops / "b.png")
+    low, high = list(codec.encode_points(ref, [20, 90]))
+    assert low.num_bytes < high.num_bytes and high.decoded.shape == ref.shape
+    assert PSNRRGB()(ref, high.decoded) > PSNRRGB()(ref, low.decoded) > 20

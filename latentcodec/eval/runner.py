@@ -72,6 +72,7 @@ class EvalReport:
     failures: list[str]
     files: list[Path]
     seconds: float
+    out: Path | None = None
 
 
 def _points_for(codec: EvalCodec, points: int | Mapping[str, Sequence[Any]] | None) -> list[Any]:
@@ -288,7 +289,7 @@ def _evaluate(settings: EvalSettings, threads: int) -> EvalReport:
     }
     (out / "eval.json").write_text(json.dumps(summary, indent=2, default=str))
     files.append(out / "eval.json")
-    return EvalReport(results, rows, bd, notices, failures, files, seconds)
+    return EvalReport(results, rows, bd, notices, failures, files, seconds, out)
 
 
 def write_outputs(out: Path, results: Mapping[str, Any], rows: list[dict[str, Any]], metric_names: list[str], bd: Mapping[str, Any]) -> list[Path]:
@@ -337,5 +338,5 @@ def format_report(report: EvalReport, max_lines: int = 20) -> str:
         lines += [f"  {f}" for f in report.failures[:max_lines]]
         if len(report.failures) > max_lines:
             lines.append(f"  ... and {len(report.failures) - max_lines} more (see eval.json)")
-    lines.append(f"wrote {len(report.files)} files to {report.files[0].parent.parent if report.files else '?'} in {report.seconds:.1f} s")
+    lines.append(f"wrote {len(report.files)} files to {report.out} in {report.seconds:.1f} s")
     return "\n".join(lines)
