@@ -43,7 +43,7 @@ class MuLawQuantizer(Quantizer):
     >>> latent = np.array([[[0.05, -0.3], [1.0, 3.0]]], dtype=np.float32)
     >>> out = q.quantize(latent)
     >>> out.symbols.tolist()
-    [[[0, -2], [4, 8]]]
+    [[[0, -1], [2, 4]]]
     >>> restored = q.dequantize(out.symbols)
     >>> assert np.array_equal(q.quantize(restored).symbols, out.symbols)
     """
