@@ -225,6 +225,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("latentcodec: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `latentcodec stages | head`
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except MemoryError:
         print("latentcodec: error: out of memory (try a smaller image or --device cuda)", file=sys.stderr)
         return EXIT_ERROR
