@@ -6,7 +6,7 @@
   only the quantizer/entropy coder (the rate parameter) vary between points.
 
 A codec sweeps one rate parameter (``quality`` for classical codecs, ``step`` or
-``palette_size`` for ours); classical codecs can also search the largest file that fits a
+palette ``colors`` for ours); classical codecs can also search the largest file that fits a
 byte budget (:meth:`ClassicalCodec.size_matched`), for size-matched comparisons.
 
 >>> import numpy as np
@@ -187,13 +187,14 @@ class RateParameter:
 RATE_PARAMETERS: dict[str, RateParameter] = {
     "taesd-ans": RateParameter("step", (1.2, 0.8, 0.5, 0.35, 0.2)),
     "sd-ans": RateParameter("step", (1.2, 0.8, 0.5, 0.35, 0.2)),
-    "palette-ans": RateParameter("palette_size", (8, 16, 32, 64, 128)),
+    "palette-ans": RateParameter("colors", (16, 32, 64, 128, 256)),
+    "buhlmann-2022": RateParameter("colors", (16, 32, 64, 128, 256)),
 }
 
 #: Options tried, in order, for presets not in :data:`RATE_PARAMETERS`.
 GENERIC_RATE_OPTIONS: tuple[RateParameter, ...] = (
     RateParameter("step", (1.2, 0.8, 0.5, 0.35, 0.2)),
-    RateParameter("palette_size", (8, 16, 32, 64, 128)),
+    RateParameter("colors", (16, 32, 64, 128, 256)),
 )
 
 
@@ -230,11 +231,14 @@ class PresetCodec(EvalCodec):
     """One of our presets.  The transform runs once per image; points vary the rest.
 
     Decoding goes through the real stream (``Codec.decompress``), so the rate is the
-    exact file size and the quality is what a user would get.
+    exact file size and the quality is what a user would get.  ``PRESET@TRANSFORM``
+    replaces the preset's transform (``palette-ans@taesd``).
     """
 
     def __init__(self, preset: str, **runtime: Any) -> None:
         self.name = preset
+        self.preset, _, transform = preset.partition("@")
+        self.transform_override = transform or None
         self.runtime = {k: v for k, v in runtime.items() if v is not None}
         self._base: Any = None
         self._variants: dict[Any, Any] = {}
@@ -244,10 +248,10 @@ class PresetCodec(EvalCodec):
     def unavailable_reason(self) -> str | None:
         from ..presets import PRESETS
 
-        if self.name not in PRESETS:
+        if self.preset not in PRESETS:
             return f"unknown preset (presets here: {', '.join(sorted(PRESETS))})"
         try:
-            self.rate = rate_parameter_for(self.name)
+            self.rate = rate_parameter_for(self.preset)
             self.default_points = self.rate.points if self.rate else (None,)
             self.param_name = self.rate.option if self.rate else "default"  # type: ignore[misc]
             self._base = self._build(None)
@@ -258,7 +262,7 @@ class PresetCodec(EvalCodec):
             _LOADED_TRANSFORMS[key] = self._base.transform
         except LatentCodecError as exc:
             return f"cannot build it: {exc}"
-        self.description = PRESETS[self.name].description
+        self.description = PRESETS[self.preset].description + (f" (transform {self.transform_override})" if self.transform_override else "")
         return None
 
     def _build(self, value: Any) -> Any:
@@ -267,7 +271,7 @@ class PresetCodec(EvalCodec):
         options = dict(self.runtime)
         if self.rate is not None and value is not None:
             options[self.rate.option] = value
-        return Codec.from_preset(self.name, **options)
+        return Codec.from_preset(self.preset, transform=self.transform_override, **options)
 
     def variant(self, value: Any) -> Any:
         """A codec for one rate point that shares the base codec's (loaded) transform."""
