@@ -103,6 +103,7 @@ def test_missing_backends_name_what_to_install(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(features, "check", lambda feature: False)
     assert "pip install" in (make_codec("avif").unavailable_reason() or "")
     assert "unknown preset" in (make_codec("no-such-preset").unavailable_reason() or "")
+    assert "unknown transform 'nope'" in (make_codec("taesd-ans@nope").unavailable_reason() or "")
 
 
 def test_points_and_rate_parameters() -> None:
