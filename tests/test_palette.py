@@ -130,15 +130,17 @@ def test_compact_palette_code_edge_cases() -> None:
 
 
 def test_binned_coder() -> None:
-    values = np.arange(0, 70000, 7)
+    values = np.arange(0, 1 << 24, 4099)
     b, o, w = to_bins(values)
     start, width = bin_start_width(b)
     assert np.array_equal(start + o, values) and np.array_equal(width, w) and (o < w).all()
     coder = BinnedANSCoder()
-    for symbols in (np.zeros((1, 3, 5), np.int32), np.array([[[0, 65535, 17]]], np.int32)):
+    for symbols in (np.zeros((1, 3, 5), np.int32), np.array([[[0, 65535, 17, 1 << 23]]], np.int32)):
         assert np.array_equal(coder.decode(coder.encode(symbols), symbols.shape), symbols)
+    signed = np.array([[[-5, 3, -70000, 12]]], np.int32)
+    assert np.array_equal(coder.decode(coder.encode(signed), signed.shape), signed)
     with pytest.raises(StageInputError):
-        coder.encode(np.array([[-1]]))
+        coder.encode(np.array([[0, 1 << 25]]))
     data = coder.encode(np.arange(200, dtype=np.int32).reshape(1, 10, 20))
     with pytest.raises(CorruptStreamError):
         coder.decode(data[:-3] + b"\xff\xff\xff\xff\xff\xff", (1, 10, 20))

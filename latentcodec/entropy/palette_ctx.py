@@ -17,15 +17,16 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..bitstream import Reader
+from ..bitstream import Reader, write_varint
 from ..errors import CorruptStreamError, StageInputError
 from ..stages import EntropyCoder
 from .ans import ans_words_to_bytes, bytes_to_ans_words, categorical
-from .tables import quantize_counts, read_table, write_table
+from .tables import quantize_counts, read_table, unzigzag, write_table, zigzag
 
 TABLE_BITS = 12
-MAX_VALUE = 1 << 16
-_POWERS = 1 << np.arange(0, 18, dtype=np.int64)
+MAX_VALUE = 1 << 24  # span of the symbols; constriction's Uniform needs sizes < 2**24
+MAX_BIN = 4 + 2 * (24 - 3) + 1
+_POWERS = 1 << np.arange(0, 26, dtype=np.int64)
 
 
 def to_bins(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -102,7 +103,7 @@ def _binned_decode(table: tuple[int, np.ndarray], count: int, decoder) -> np.nda
         bins = np.full(count, lo, dtype=np.int64)
     else:
         bins = decoder.decode(categorical(freqs, TABLE_BITS), count).astype(np.int64) + lo
-    if bins.size and (bins.min() < 0 or bins.max() > 4 + 2 * 15):
+    if bins.size and (bins.min() < 0 or bins.max() > MAX_BIN):
         raise CorruptStreamError("ans-binned: bin out of range")
     start, widths = bin_start_width(bins)
     values = start.copy()
@@ -113,7 +114,7 @@ def _binned_decode(table: tuple[int, np.ndarray], count: int, decoder) -> np.nda
 
 
 class BinnedANSCoder(EntropyCoder):
-    """Non-negative symbols (palette indices or ranks): log bins + uniform offsets, rANS.
+    """Symbols minus their minimum (palette ranks: 0), log bins + uniform offsets, rANS.
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
@@ -134,11 +135,12 @@ class BinnedANSCoder(EntropyCoder):
         s = np.asarray(symbols)
         if s.size == 0 or not np.issubdtype(s.dtype, np.integer):
             raise StageInputError(f"ans-binned: expected a non-empty integer array, got {s.dtype} {s.shape}")
-        if s.min() < 0 or s.max() >= MAX_VALUE:
-            raise StageInputError(f"ans-binned: symbols must be in 0..{MAX_VALUE - 1}")
+        lo = int(s.min())
+        if int(s.max()) - lo >= MAX_VALUE:
+            raise StageInputError(f"ans-binned: symbols span more than {MAX_VALUE} values")
         pushes = _Pushes()
-        table = _binned_plan(s.ravel(), pushes)
-        return table + pushes.finish()
+        table = _binned_plan(s.ravel().astype(np.int64) - lo, pushes)
+        return write_varint(zigzag(lo)) + table + pushes.finish()
 
     def decode(self, data: bytes, shape: tuple[int, ...]) -> np.ndarray:
         import constriction
@@ -147,6 +149,7 @@ class BinnedANSCoder(EntropyCoder):
         if count <= 0:
             raise StageInputError(f"ans-binned: bad shape {shape}")
         r = Reader(data)
+        lo = unzigzag(r.varint("ans-binned minimum", (1 << 32) - 1))
         table = read_table(r, TABLE_BITS, "ans-binned table")
         decoder = constriction.stream.stack.AnsCoder(bytes_to_ans_words(r.take(r.remaining(), "ans words")))
         try:
@@ -157,6 +160,9 @@ class BinnedANSCoder(EntropyCoder):
             raise CorruptStreamError(f"ans-binned: payload cannot be decoded ({exc})") from exc
         if not decoder.is_empty():
             raise CorruptStreamError("ans-binned: payload has data left over")
+        values = values + lo
+        if values.max() > np.iinfo(np.int32).max or values.min() < np.iinfo(np.int32).min:
+            raise CorruptStreamError("ans-binned: symbols out of range")
         return values.astype(np.int32).reshape(tuple(int(n) for n in shape))
 
 
