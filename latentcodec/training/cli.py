@@ -24,6 +24,7 @@ def add_parser(sub: Any) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, help="torch CPU threads")
     t.add_argument("--cache", help="latent cache folder (default: OUT/cache)")
+    t.add_argument("--image-crop", type=int, default=512, help="centre-crop images to this many pixels a side first (0: whole images); keeps the transform pass short")
     t.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu", help="where the transform runs")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         options["model"] = args.model
     transform = registry.create("transform", args.transform, **options)
     out = Path(args.out)
-    latents = folder_latents(transform, args.data, args.cache or out / "cache", progress=not args.quiet)
+    latents = folder_latents(transform, args.data, args.cache or out / "cache", progress=not args.quiet, crop=args.image_crop or None)
     try:
         result = train(
             latents, out, args.name or args.transform, step=args.step or DEFAULT_STEP, steps=args.steps,

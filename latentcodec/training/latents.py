@@ -1,14 +1,14 @@
-"""Latents of an image folder, computed once per transform and cached as ``.npz``.
+"""Latents of an image folder, computed once per transform and image and cached as ``.npy``.
 
-The cache key is the transform's weight fingerprint plus each file's name, size and
-mtime, so a changed model or image recomputes instead of reusing stale latents.
+Each cache entry is keyed by the transform's weight fingerprint, the file's name, size
+and mtime and the crop, so a changed model or image recomputes instead of reusing stale
+latents, and an interrupted run keeps what it finished.
 """
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -27,33 +27,43 @@ def list_images(folder: str | Path) -> list[Path]:
     return files
 
 
-def _key(transform, files: Sequence[Path]) -> str:  # type: ignore[no-untyped-def]
-    h = hashlib.sha256(transform.fingerprint())
-    for f in files:
-        st = f.stat()
-        h.update(f"{f.name}:{st.st_size}:{int(st.st_mtime)}".encode())
-    return h.hexdigest()[:16]
+def _key(transform, f: Path, crop: int | None) -> str:  # type: ignore[no-untyped-def]
+    st = f.stat()
+    text = f"{transform.fingerprint().hex()}:{f.resolve()}:{st.st_size}:{int(st.st_mtime)}:{crop}"
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def folder_latents(transform, folder: str | Path, cache_dir: str | Path | None = None, progress: bool = True) -> list[np.ndarray]:  # type: ignore[no-untyped-def]
+def _center_crop(x, crop: int | None):  # type: ignore[no-untyped-def]
+    """Centre crop of an image tensor to at most ``crop`` pixels a side (training only:
+    the priors train on random latent crops anyway, and TAESD's cost is per pixel)."""
+    if crop is None:
+        return x
+    h, w = x.shape[-2:]
+    ch, cw = min(h, crop), min(w, crop)
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return x[..., top : top + ch, left : left + cw]
+
+
+def folder_latents(  # type: ignore[no-untyped-def]
+    transform, folder: str | Path, cache_dir: str | Path | None = None, progress: bool = True, crop: int | None = None
+) -> list[np.ndarray]:
     """Float32 latents ``(C, h, w)`` of every image in ``folder`` (cached in ``cache_dir``)."""
+    from tqdm import tqdm
+
     from ..imageio import to_tensor
 
     files = list_images(folder)
-    cache = None
-    if cache_dir is not None:
-        cache = Path(cache_dir) / f"latents-{transform.name}-{_key(transform, files)}.npz"
-        if cache.exists():
-            with np.load(cache) as npz:
-                return [npz[f"a{i}"] for i in range(len(files))]
-    from tqdm import tqdm
-
     out = []
     for f in tqdm(files, desc=f"{transform.name} latents", disable=not progress, unit="img"):
-        out.append(transform.analysis(to_tensor(f))[0].numpy().astype(np.float32))
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp.npz")
-        np.savez(tmp, **{f"a{i}": a for i, a in enumerate(out)})
-        tmp.replace(cache)
+        entry = Path(cache_dir) / f"latent-{transform.name}-{_key(transform, f, crop)}.npy" if cache_dir else None
+        if entry is not None and entry.exists():
+            out.append(np.load(entry))
+            continue
+        latent = transform.analysis(_center_crop(to_tensor(f), crop))[0].numpy().astype(np.float32)
+        if entry is not None:
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            tmp = entry.with_suffix(".tmp.npy")
+            np.save(tmp, latent)
+            tmp.replace(entry)
+        out.append(latent)
     return out
