@@ -1,0 +1,222 @@
+"""ans-factorized, ans-hyperprior and ans-context: exact round trips, model identity,
+precision/thread/device independence of decoding, code length vs the model's ideal."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from latentcodec import bitstream, registry
+from latentcodec.codec import decode_symbols
+from latentcodec.entropy.context import ANSContextCoder
+from latentcodec.entropy.factorized import ANSFactorizedCoder
+from latentcodec.entropy.hyperprior import ANSHyperpriorCoder
+from latentcodec.entropy.priors import PRIOR_DIR, PriorMismatchError, load_prior
+from latentcodec.errors import CorruptStreamError, LatentCodecError, StageInputError
+
+CODERS = (ANSFactorizedCoder, ANSHyperpriorCoder, ANSContextCoder)
+
+
+def latent_like(shape=(4, 40, 56), seed: int = 0) -> np.ndarray:
+    """Spatially correlated symbols with a latent's range (std ~2 at step 0.5)."""
+    rng = np.random.default_rng(seed)
+    field = rng.normal(size=shape)
+    for axis in (1, 2):
+        field = (field + np.roll(field, 1, axis) + np.roll(field, 2, axis)) / 1.7
+    return np.rint(field * 2.0).astype(np.int32)
+
+
+def wire_decoder(coder):  # type: ignore[no-untyped-def]
+    """The coder a decoder builds from the stream's wire params alone."""
+    cls = type(coder)
+    return cls.from_config(cls.config_from_wire(coder.wire_params()))
+
+
+@pytest.mark.parametrize("cls", CODERS, ids=lambda c: c.name)
+@pytest.mark.parametrize("shape", [(4, 40, 56), (4, 13, 21), (4, 1, 1), (4, 2, 9)])
+def test_round_trip_exact(cls, shape) -> None:  # type: ignore[no-untyped-def]
+    symbols = latent_like(shape, seed=sum(shape))
+    symbols.flat[0] = 40000  # far outside every table: escaped
+    symbols.flat[-1] = -123
+    coder = cls()
+    data = coder.encode(symbols)
+    back = wire_decoder(coder).decode(data, shape)
+    assert back.dtype == np.int32 and np.array_equal(back, symbols)
+
+
+@pytest.mark.parametrize("cls", CODERS, ids=lambda c: c.name)
+def test_payload_close_to_ideal_code_length(cls) -> None:  # type: ignore[no-untyped-def]
+    symbols = latent_like((4, 64, 96), seed=3)
+    coder = cls()
+    ideal = coder.ideal_bits(symbols) / 8
+    size = len(coder.encode(symbols))
+    assert ideal - 8 <= size <= 1.01 * ideal + 8, (size, ideal)
+
+
+@pytest.mark.parametrize("name", ["ans-factorized", "ans-hyperprior", "ans-context"])
+def test_registered_with_ids(name: str) -> None:
+    from latentcodec.wire_ids import WIRE_IDS
+
+    cls = registry.load("entropy_coder", name)
+    assert cls.name == name and name in WIRE_IDS["entropy_coder"]
+    assert len(cls().wire_params()) == 4  # the prior's content hash
+
+
+def test_learned_coders_beat_static_ans_on_correlated_symbols() -> None:
+    from latentcodec.entropy.ans import ANSCoder
+
+    symbols = latent_like((4, 64, 96), seed=5)
+    static = len(ANSCoder().encode(symbols))
+    assert len(ANSContextCoder().encode(symbols)) < static
+
+
+def test_other_prior_version_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shipped = PRIOR_DIR / "taesd-factorized.npz"
+    other = tmp_path / "other-factorized.npz"
+    data = bytearray(shipped.read_bytes())
+    other.write_bytes(bytes(data) + b"\0")  # same tables, different file: a different version
+    symbols = latent_like((4, 8, 8))
+    coder = ANSFactorizedCoder(prior=str(other))
+    payload = coder.encode(symbols)
+    assert coder.wire_params() != ANSFactorizedCoder().wire_params()
+    with pytest.raises(PriorMismatchError, match="not installed"):
+        wire_decoder(coder).decode(payload, symbols.shape)
+    monkeypatch.setenv("LATENTCODEC_PRIORS", str(tmp_path))  # make it findable: decodes
+    assert np.array_equal(wire_decoder(coder).decode(payload, symbols.shape), symbols)
+
+
+def test_stream_with_unknown_prior_fails_with_one_clear_error(taesd) -> None:  # type: ignore[no-untyped-def]
+    from latentcodec import Codec
+    from latentcodec.quantizers.uniform import UniformQuantizer
+
+    latent = latent_like((4, 8, 8)).astype(np.float32) * 0.5
+    data = Codec(taesd, UniformQuantizer(), ANSHyperpriorCoder()).compress_latent(latent, (64, 64))
+    stream = bitstream.read(data)
+    assert np.array_equal(decode_symbols(stream)[0], np.rint(latent / 0.5).astype(np.int32))
+    chain = tuple(
+        dataclasses.replace(r, params=b"\x00\x01\x02\x03") if r.kind == "entropy_coder" else r for r in stream.chain
+    )
+    tampered = bitstream.write(dataclasses.replace(stream, chain=chain))
+    with pytest.raises(PriorMismatchError, match="000102"):
+        decode_symbols(bitstream.read(tampered))
+
+
+@pytest.mark.parametrize("cls", CODERS, ids=lambda c: c.name)
+def test_damaged_payload_raises_specific_error(cls) -> None:  # type: ignore[no-untyped-def]
+    symbols = latent_like((4, 16, 24))
+    coder = cls()
+    data = coder.encode(symbols)
+    for bad in (data[: len(data) // 2], data + b"\x01\x02\x03\x04\x05"):
+        try:
+            back = wire_decoder(coder).decode(bad, symbols.shape)
+        except LatentCodecError:
+            continue
+        assert not np.array_equal(back, symbols)  # garbage in may decode, but never silently to the input
+
+
+@pytest.mark.parametrize("cls", CODERS, ids=lambda c: c.name)
+def test_bad_input_is_a_stage_input_error(cls) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(StageInputError):
+        cls().encode(np.zeros((4, 4, 4), dtype=np.float32))
+    if cls is not ANSContextCoder:
+        with pytest.raises(StageInputError):
+            cls().encode(np.zeros((3, 4, 4), dtype=np.int32))
+
+
+def _encode_with(threads: int, dtype: str, symbols: np.ndarray) -> bytes:
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return ANSHyperpriorCoder(dtype=dtype).encode(symbols)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _decode_with(threads: int, data: bytes, shape) -> np.ndarray:  # type: ignore[no-untyped-def]
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return wire_decoder(ANSHyperpriorCoder()).decode(data, shape)
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize(("enc", "dec"), [((1, "bfloat16"), 2), ((2, "float32"), 1), ((2, "bfloat16"), 2)])
+def test_hyperprior_decodes_across_precision_and_threads(enc, dec) -> None:  # type: ignore[no-untyped-def]
+    symbols = latent_like((4, 48, 72), seed=11)
+    data = _encode_with(*enc, symbols)
+    assert np.array_equal(_decode_with(dec, data, symbols.shape), symbols)
+
+
+def test_hyperprior_table_indices_do_not_depend_on_torch_settings() -> None:
+    """The decoder-side parameters come from integer maths: same z, same indices."""
+    coder = ANSHyperpriorCoder()
+    m = coder.model
+    z = np.random.default_rng(2).integers(-6, 7, size=m.z_shape((4, 32, 40)))
+    ref = m.y_params(z, (4, 32, 40))
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                got = m.y_params(z, (4, 32, 40))
+            assert all(np.array_equal(a, b) for a, b in zip(got, ref))
+    finally:
+        torch.set_num_threads(before)
+    assert ref[0].dtype == np.int64 and len(np.unique(ref[0])) > 1
+
+
+@pytest.mark.gpu
+def test_hyperprior_cuda_encode_cpu_decode_and_back() -> None:
+    symbols = latent_like((4, 48, 72), seed=12)
+    for dtype in ("float16", "bfloat16", "float32"):
+        data = ANSHyperpriorCoder(device="cuda", dtype=dtype).encode(symbols)
+        assert np.array_equal(wire_decoder(ANSHyperpriorCoder()).decode(data, symbols.shape), symbols)
+    data = ANSHyperpriorCoder(device="cpu").encode(symbols)
+    gpu_decoder = ANSHyperpriorCoder.from_config({**ANSHyperpriorCoder.config_from_wire(ANSHyperpriorCoder().wire_params()), "device": "cuda"})
+    assert np.array_equal(gpu_decoder.decode(data, symbols.shape), symbols)
+
+
+def test_shipped_priors_are_integer_and_record_their_step() -> None:
+    from latentcodec.quantizers.uniform import DEFAULT_STEP
+
+    for kind in ("factorized", "hyperprior"):
+        p = load_prior(kind, "taesd")
+        assert p.meta["step"] == DEFAULT_STEP and p.meta["kind"] == kind
+        assert all(np.issubdtype(a.dtype, np.integer) for a in p.arrays.values())
+    assert load_prior("context", "gaussian").meta["kind"] == "context"
+
+
+def test_training_writes_loadable_priors(tmp_path: Path) -> None:
+    from latentcodec.training.train_prior import train
+
+    rng = np.random.default_rng(0)
+    latents = [np.cumsum(rng.normal(size=(4, 40, 44)).astype(np.float32) * 0.3, axis=2) for _ in range(2)]
+    result = train(latents, tmp_path, "tiny", steps=3, batch=2, crop=16, n=8, z_channels=2, progress=False)
+    symbols = np.rint(latents[0] / 0.5).astype(np.int32)
+    for cls, key in ((ANSFactorizedCoder, "factorized"), (ANSHyperpriorCoder, "hyperprior")):
+        coder = cls(prior=result[key])
+        assert coder.wire_params().hex() == result[f"{key}_hash"]
+        assert np.array_equal(cls(prior=result[key]).decode(coder.encode(symbols), symbols.shape), symbols)
+    again = train(latents, tmp_path / "again", "tiny", steps=3, batch=2, crop=16, n=8, z_channels=2, progress=False)
+    assert again["hyperprior_hash"] == result["hyperprior_hash"]  # same seed, same file
+
+
+def test_train_prior_cli_bad_folder_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from latentcodec.cli import main
+
+    assert main(["train-prior", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "o"), "--model", "x"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("latentcodec: error:") and "\n" not in err
+
+
+def test_no_shipped_file_left_unlisted() -> None:
+    shipped = sorted(p.name for p in PRIOR_DIR.glob("*.npz"))
+    assert shipped == ["gaussian-context.npz", "taesd-factorized.npz", "taesd-hyperprior.npz"]
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert '"data/priors/*"' in pyproject  # shipped as package data
+    assert sum(p.stat().st_size for p in PRIOR_DIR.glob("*.npz")) < 400_000  # small files
