@@ -65,6 +65,8 @@ REFINE_WITH_TOY = {"vae"}
 #: Adversarial arrays a coder may refuse with StageInputError: a channel spanning 2**21
 #: symbols, far beyond any quantized latent.
 CODER_MAY_REJECT = frozenset({"large-magnitude"})
+#: Learned priors are trained for TAESD's 4-channel latents; test arrays are fitted to that.
+CODER_CHANNELS = {"ans-factorized": 4, "ans-hyperprior": 4}
 
 
 def _contract(kind: str, name: str) -> type[StageContract]:
@@ -95,6 +97,7 @@ for _kind in registry.GROUPS:
             {
                 "make_stage": (lambda self, k=_kind, n=_name: _build(k, n)),
                 "may_reject": CODER_MAY_REJECT,
+                "channels": CODER_CHANNELS.get(_name),
                 "__doc__": f"The {_base.__name__} on {_kind} {_name!r}.",
             },
         )

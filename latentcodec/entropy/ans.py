@@ -29,6 +29,16 @@ def bytes_to_ans_words(data: bytes) -> np.ndarray:
     return np.frombuffer(padded, dtype="<u4").astype(np.uint32)
 
 
+def ans_decoder(data: bytes):  # type: ignore[no-untyped-def]
+    """A constriction ``AnsCoder`` over serialised words; malformed words are a stream error."""
+    import constriction
+
+    try:
+        return constriction.stream.stack.AnsCoder(bytes_to_ans_words(data))
+    except (ValueError, RuntimeError) as exc:  # e.g. "never ends in a zero word"
+        raise CorruptStreamError(f"ANS words are malformed ({exc})") from exc
+
+
 def categorical(freqs: np.ndarray, precision_bits: int):  # type: ignore[no-untyped-def]
     import constriction
 
@@ -101,8 +111,7 @@ class ANSCoder(EntropyCoder):
         per_channel = int(np.prod(shape[1:], dtype=np.int64))
         r = Reader(data)
         tables = [read_table(r, self.table_bits, f"ans channel {c} table") for c in range(n_channels)]
-        words = bytes_to_ans_words(r.take(r.remaining(), "ans words"))
-        decoder = constriction.stream.stack.AnsCoder(words)
+        decoder = ans_decoder(r.take(r.remaining(), "ans words"))
         out = np.empty((n_channels, per_channel), dtype=np.int32)
         try:
             for c, (lo, freqs) in enumerate(tables):

@@ -23,7 +23,7 @@ import numpy as np
 from ..bitstream import Reader, write_varint
 from ..errors import CorruptStreamError, StageConfigError, StageInputError
 from ..stages import EntropyCoder
-from .ans import ans_words_to_bytes, bytes_to_ans_words
+from .ans import ans_words_to_bytes, ans_decoder
 from .priors import PartDecoder, TableSet, encode_parts, ideal_bits, load_prior, prior_from_wire
 from .tables import unzigzag, zigzag
 
@@ -87,6 +87,8 @@ class ANSContextCoder(EntropyCoder):
 
     name: ClassVar[str] = "ans-context"
     version: ClassVar[int] = 1
+    #: Where to find the model file is a runtime choice; the stream carries its hash.
+    runtime_options: ClassVar[frozenset[str]] = frozenset({"prior"})
 
     def __init__(self, prior: str = "gaussian") -> None:
         if not isinstance(prior, str) or not prior:
@@ -213,7 +215,7 @@ class ANSContextCoder(EntropyCoder):
             scales = np.full(n_ctx, 255, dtype=np.int64)
             scales[used] = scale_bytes(int(used.sum()), "context scales")
             step_scales.append(scales)
-        dec = PartDecoder(constriction.stream.stack.AnsCoder(bytes_to_ans_words(r.take(r.remaining(), "ans words"))))
+        dec = PartDecoder(ans_decoder(r.take(r.remaining(), "ans words")))
         x = np.zeros((c, h, w), dtype=np.int64)
         coarse = x[:, :: 1 << levels, :: 1 << levels]
         ctx = np.broadcast_to(np.arange(c)[:, None, None], coarse.shape)

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import StageConfigError, StageInputError
 from ..stages import EntropyCoder
-from .ans import ans_words_to_bytes, bytes_to_ans_words
+from .ans import ans_words_to_bytes, ans_decoder
 from .priors import PartDecoder, TableSet, encode_parts, ideal_bits, load_prior, prior_from_wire
 
 
@@ -32,6 +32,8 @@ class ANSFactorizedCoder(EntropyCoder):
 
     name: ClassVar[str] = "ans-factorized"
     version: ClassVar[int] = 1
+    #: Where to find the model file is a runtime choice; the stream carries its hash.
+    runtime_options: ClassVar[frozenset[str]] = frozenset({"prior"})
 
     def __init__(self, prior: str = "taesd") -> None:
         if not isinstance(prior, str) or not prior:
@@ -84,7 +86,7 @@ class ANSFactorizedCoder(EntropyCoder):
         import constriction
 
         ids = self._table_ids(tuple(shape))
-        dec = PartDecoder(constriction.stream.stack.AnsCoder(bytes_to_ans_words(data)))
+        dec = PartDecoder(ans_decoder(data))
         values = dec.part(ids, self.tables)
         dec.finish()
         return values.reshape(ids.shape).astype(np.int32)

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import StageConfigError, StageInputError
 from ..stages import EntropyCoder
-from .ans import ans_words_to_bytes, bytes_to_ans_words
+from .ans import ans_words_to_bytes, ans_decoder
 from .priors import PartDecoder, TableSet, encode_parts, ideal_bits, load_prior, prior_from_wire
 
 ACT_BITS = 8  # fractional bits of the fixed-point activations
@@ -192,7 +192,8 @@ class ANSHyperpriorCoder(EntropyCoder):
 
     name: ClassVar[str] = "ans-hyperprior"
     version: ClassVar[int] = 1
-    runtime_options: ClassVar[frozenset[str]] = frozenset({"device", "dtype"})
+    #: Where to find the model file is a runtime choice; the stream carries its hash.
+    runtime_options: ClassVar[frozenset[str]] = frozenset({"device", "dtype", "prior"})
     prior_kind: ClassVar[str] = "hyperprior"
 
     def __init__(self, prior: str = "taesd", device: str = "cpu", dtype: str = "float32") -> None:
@@ -248,7 +249,7 @@ class ANSHyperpriorCoder(EntropyCoder):
 
         self._check(tuple(shape))
         m = self.model
-        dec = PartDecoder(constriction.stream.stack.AnsCoder(bytes_to_ans_words(data)))
+        dec = PartDecoder(ans_decoder(data))
         zs = m.z_shape(shape)
         z = dec.part(np.broadcast_to(np.arange(m.z_channels)[:, None, None], zs), m.z_tables).reshape(zs)
         table, centre = m.y_params(z, shape)
