@@ -144,3 +144,18 @@ def test_binned_coder() -> None:
     data = coder.encode(np.arange(200, dtype=np.int32).reshape(1, 10, 20))
     with pytest.raises(CorruptStreamError):
         coder.decode(data[:-3] + b"\xff\xff\xff\xff\xff\xff", (1, 10, 20))
+
+
+def test_global_codebook_costs_no_side_info(latent: np.ndarray) -> None:
+    from latentcodec.quantizers.codebooks import load_codebook
+
+    q = PaletteQuantizer(colors=64, codebook="taesd-v1", symbols="rank")
+    out = q.quantize(latent)
+    assert out.side_info == b""
+    config = PaletteQuantizer.config_from_wire(q.wire_params())
+    assert config["codebook"] == "taesd-v1" and config["colors"] == 64
+    decoded = PaletteQuantizer.from_config(config).dequantize(out.symbols, out.side_info)
+    assert np.array_equal(decoded, q.dequantize(out.symbols))
+    assert load_codebook("taesd-v1", 256).shape == (256, 4)
+    with pytest.raises(StageConfigError):
+        PaletteQuantizer(colors=100, codebook="taesd-v1")
