@@ -20,7 +20,7 @@ import numpy as np
 from ..bitstream import Reader, write_varint
 from ..errors import CorruptStreamError, StageInputError
 from ..stages import EntropyCoder
-from .ans import ans_words_to_bytes, bytes_to_ans_words, categorical
+from .ans import ans_words_to_bytes, ans_decoder, categorical
 from .tables import quantize_counts, read_table, unzigzag, write_table, zigzag
 
 TABLE_BITS = 12
@@ -143,15 +143,13 @@ class BinnedANSCoder(EntropyCoder):
         return write_varint(zigzag(lo)) + table + pushes.finish()
 
     def decode(self, data: bytes, shape: tuple[int, ...]) -> np.ndarray:
-        import constriction
-
         count = int(np.prod(shape, dtype=np.int64))
         if count <= 0:
             raise StageInputError(f"ans-binned: bad shape {shape}")
         r = Reader(data)
         lo = unzigzag(r.varint("ans-binned minimum", (1 << 32) - 1))
         table = read_table(r, TABLE_BITS, "ans-binned table")
-        decoder = constriction.stream.stack.AnsCoder(bytes_to_ans_words(r.take(r.remaining(), "ans words")))
+        decoder = ans_decoder(r.take(r.remaining(), "ans words"))
         try:
             values = _binned_decode(table, count, decoder)
         except CorruptStreamError:
@@ -208,7 +206,7 @@ def decode_sorted_palette(data: bytes, count: int, channels: int) -> tuple[np.nd
     first = r.u8("palette first entry")
     ranges = [(r.u8("palette minimum"), r.u8("palette maximum")) for _ in range(1, channels)]
     table = read_table(r, TABLE_BITS, "palette delta table") if count > 1 else None
-    decoder = constriction.stream.stack.AnsCoder(bytes_to_ans_words(r.take(r.remaining(), "palette words")))
+    decoder = ans_decoder(r.take(r.remaining(), "palette words"))
     out = np.empty((count, channels), dtype=np.int64)
     try:
         deltas = _binned_decode(table, count - 1, decoder) if table is not None else np.zeros(0, np.int64)
