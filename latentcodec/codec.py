@@ -87,9 +87,10 @@ def _route_options(
 class Codec:
     """A transform, a quantizer, an entropy coder and a refiner.
 
-    >>> codec = Codec.from_preset("taesd-ans", model="../shared/models/taesd")  # doctest: +SKIP
-    >>> data = codec.compress("../shared/datasets/kodak/kodim23.png")  # doctest: +SKIP
-    >>> image = codec.decompress(data)  # doctest: +SKIP
+    >>> codec = Codec.from_preset("taesd-ans", model="../shared/models/taesd", device="cpu")
+    >>> data = codec.compress("../shared/datasets/kodak/kodim23.png")
+    >>> image = codec.decompress(data)
+    >>> assert image.size == (768, 512) and len(data) < 16 * 1024
     """
 
     def __init__(
@@ -148,6 +149,11 @@ class Codec:
         ):
             if override is not None:
                 names[kind] = override  # type: ignore[index]
+        model = options.get("model")
+        if transform is None and isinstance(model, str) and names["transform"] in {"taesd", "sd-vae"}:
+            from .transforms import transform_for_model
+
+            names["transform"] = transform_for_model(model) or names["transform"]  # type: ignore[index]
         merged: dict[str, Any] = {}
         for kind, opts in preset.options.items():
             if names[kind] == preset.stages[kind]:

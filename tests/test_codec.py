@@ -149,3 +149,18 @@ def test_rgba_and_grayscale_inputs(taesd_codec: Codec, tmp_path: Path) -> None:
         path = tmp_path / f"x-{mode.replace(';', '')}.png"
         Image.new(mode, (24, 16)).save(path)
         assert taesd_codec.decompress(taesd_codec.compress(path)).size == (24, 16)
+
+
+def test_presets_follow_the_weights_given_with_model(taesd_dir: Path, tmp_path: Path) -> None:
+    from latentcodec.transforms import transform_for_model
+
+    assert transform_for_model(str(taesd_dir)) == "taesd"
+    assert transform_for_model("stabilityai/sd-vae-ft-mse") is None
+    assert Codec.from_preset("sd-ans", model=str(taesd_dir)).transform.name == "taesd"
+    assert Codec.from_preset("buhlmann-2022", model=str(taesd_dir)).transform.name == "taesd"
+    (tmp_path / "config.json").write_text('{"_class_name": "AutoencoderKL"}')
+    assert transform_for_model(str(tmp_path)) == "sd-vae"
+    from latentcodec.errors import ModelError
+
+    with pytest.raises(ModelError):  # an explicit transform is never second-guessed
+        Codec.from_preset("taesd-ans", transform="sd-vae", model=str(taesd_dir)).transform.fingerprint()
