@@ -304,15 +304,40 @@ def check_transform(stream: Stream, transform: Transform, *, force: bool) -> Non
         )
 
 
-def resolve_refiner(stream: Stream, refiner: str | Refiner | None, *, current: Refiner | None = None, **runtime: Any) -> Refiner:
+def resolve_refiner(
+    stream: Stream,
+    refiner: str | Refiner | None,
+    *,
+    current: Refiner | None = None,
+    options: Mapping[str, Any] | None = None,
+    **runtime: Any,
+) -> Refiner:
+    """The refiner to decode with: ``refiner`` if given, else the stream's own.
+
+    ``options`` are the user's explicit refiner options and must all be valid for the
+    chosen refiner; ``runtime`` ones (device, dtype, quiet) apply where they fit.  The
+    stream's wire params (e.g. a seed) are honoured when it names the same refiner.
+    """
+    options = dict(options or {})
     if isinstance(refiner, Refiner):
         chosen: Refiner = refiner
-    elif isinstance(refiner, str):
-        chosen = registry.create("refiner", refiner, **{k: v for k, v in runtime.items() if k in registry.load("refiner", refiner).config_keys() and v is not None})  # type: ignore[assignment]
-    elif current is not None and current.name == stream.stage("refiner").name:
-        chosen = current
     else:
-        chosen = stage_from_record(stream.stage("refiner"), **runtime)  # type: ignore[assignment]
+        name = refiner if isinstance(refiner, str) else stream.stage("refiner").name
+        cls = registry.load("refiner", name)
+        unknown = sorted(set(options) - set(cls.config_keys()))
+        if unknown:
+            raise StageConfigError(
+                f"refiner {name!r} has no option {', '.join(map(repr, unknown))}; "
+                f"valid: {', '.join(cls.config_keys()) or '(none)'}"
+            )
+        if refiner is None and current is not None and current.name == name and not options:
+            chosen = current
+        elif stream.stage("refiner").name == name:
+            chosen = stage_from_record(stream.stage("refiner"), **runtime, **options)  # type: ignore[assignment]
+        else:
+            keys = cls.config_keys()
+            config = {k: v for k, v in runtime.items() if k in keys and v is not None}
+            chosen = cls.from_config({**config, **options})  # type: ignore[assignment]
     transform_space = registry.load("transform", stream.stage("transform").name).latent_space if stream.stage("transform").name in registry.entries("transform") else None
     if chosen.latent_spaces is not None and transform_space is not None and transform_space not in chosen.latent_spaces:
         raise StageConfigError(
@@ -354,8 +379,9 @@ def decompress(
         tstage = stage_from_record(stream.stage("transform"), **runtime)
     assert isinstance(tstage, Transform)
     check_transform(stream, tstage, force=force)
-    extra = {"device": device, "dtype": dtype, **(refiner_options or {})}
-    chosen = resolve_refiner(stream, refiner, **extra)
+    options = dict(refiner_options or {})
+    quiet = options.pop("quiet", None)  # a courtesy flag: ignored by refiners without progress bars
+    chosen = resolve_refiner(stream, refiner, options=options, device=device, dtype=dtype, quiet=quiet)
     context = RefineContext(image_size=(stream.width, stream.height), quantizer=quantizer, side_info=stream.side_info)
     image = chosen.refine(torch.from_numpy(latent)[None], tstage, context)[..., : stream.height, : stream.width]
     return image if as_tensor else to_pil(image)

@@ -164,3 +164,11 @@ def test_presets_follow_the_weights_given_with_model(taesd_dir: Path, tmp_path: 
 
     with pytest.raises(ModelError):  # an explicit transform is never second-guessed
         Codec.from_preset("taesd-ans", transform="sd-vae", model=str(taesd_dir)).transform.fingerprint()
+
+
+def test_refiner_options_are_validated(taesd_codec: Codec, taesd_dir: Path) -> None:
+    data = taesd_codec.compress(torch.rand(1, 3, 16, 16))
+    with pytest.raises(StageConfigError, match="refiner 'vae' has no option 'strength'"):
+        decompress(data, model=str(taesd_dir), refiner_options={"strength": 0.3})
+    # quiet is a courtesy flag: a refiner without a progress bar ignores it
+    assert decompress(data, model=str(taesd_dir), refiner_options={"quiet": True}).size == (16, 16)
