@@ -57,7 +57,7 @@ def make(name: str, quantizer: str, qopts: dict, coder: str, copts: dict, width:
         "bytes": len(data),
         "latent_shape": [c, h, w],
         "symbols_sha256": symbols_sha256(quantized.symbols),
-        "chain": [f"taesd", quantizer, coder, "vae"],
+        "chain": ["taesd", quantizer, coder, "vae"],
     }
 
 

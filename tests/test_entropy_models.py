@@ -16,7 +16,7 @@ from latentcodec.entropy.context import ANSContextCoder
 from latentcodec.entropy.factorized import ANSFactorizedCoder
 from latentcodec.entropy.hyperprior import ANSHyperpriorCoder
 from latentcodec.entropy.priors import PRIOR_DIR, PriorMismatchError, load_prior
-from latentcodec.errors import CorruptStreamError, LatentCodecError, StageInputError
+from latentcodec.errors import LatentCodecError, StageInputError
 
 CODERS = (ANSFactorizedCoder, ANSHyperpriorCoder, ANSContextCoder)
 

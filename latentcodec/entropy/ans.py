@@ -103,7 +103,6 @@ class ANSCoder(EntropyCoder):
         return bytes(header) + ans_words_to_bytes(encoder.get_compressed())
 
     def decode(self, data: bytes, shape: tuple[int, ...]) -> np.ndarray:
-        import constriction
 
         if len(shape) < 1 or any(int(n) <= 0 for n in shape):
             raise StageInputError(f"ans: bad shape {shape}")

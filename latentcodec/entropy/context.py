@@ -16,15 +16,14 @@ probability tables are integer tables from a shipped file identified by hash.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
 from ..bitstream import Reader, write_varint
-from ..errors import CorruptStreamError, StageConfigError, StageInputError
-from ..stages import EntropyCoder
+from ..errors import CorruptStreamError, StageInputError
 from .ans import ans_words_to_bytes, ans_decoder
-from .priors import PartDecoder, TableSet, encode_parts, ideal_bits, load_prior, prior_from_wire
+from .priors import PartDecoder, PriorTableCoder, TableSet, encode_parts, ideal_bits
 from .tables import unzigzag, zigzag
 
 #: Upper bounds of the activity bins (max - min of the four neighbours, in symbols).
@@ -73,7 +72,7 @@ def _contexts(grid: np.ndarray, phase: int) -> tuple[np.ndarray, np.ndarray, np.
     return total, np.searchsorted(ACTIVITY_EDGES, activity, side="left"), mask
 
 
-class ANSContextCoder(EntropyCoder):
+class ANSContextCoder(PriorTableCoder):
     """Checkerboard-pyramid context model, no training, per-image scales + rANS.
 
     >>> import numpy as np
@@ -87,35 +86,14 @@ class ANSContextCoder(EntropyCoder):
 
     name: ClassVar[str] = "ans-context"
     version: ClassVar[int] = 1
-    #: Where to find the model file is a runtime choice; the stream carries its hash.
-    runtime_options: ClassVar[frozenset[str]] = frozenset({"prior"})
+    prior_kind: ClassVar[str] = "context"
 
     def __init__(self, prior: str = "gaussian") -> None:
-        if not isinstance(prior, str) or not prior:
-            raise StageConfigError(f"{self.name}: prior must be a name or path, got {prior!r}")
-        self.prior = prior
-        self._tables: TableSet | None = None
-        self._digest = b""
-
-    @property
-    def tables(self) -> TableSet:
-        """The shipped Gaussian family: index ``4 * scale + quarter offset``."""
-        if self._tables is None:
-            p = load_prior("context", self.prior)
-            self._tables, self._digest = TableSet.from_prior(p, "y"), p.digest
-        return self._tables
+        super().__init__(prior)
 
     @property
     def num_scales(self) -> int:
         return len(self.tables.n) // 4
-
-    def wire_params(self) -> bytes:
-        self.tables  # noqa: B018 - loads the family and its hash
-        return self._digest
-
-    @classmethod
-    def config_from_wire(cls, params: bytes) -> dict[str, Any]:
-        return {"prior": prior_from_wire(cls.name, params)}
 
     # --- the plan: which symbols are coded with which context, in decode order ----------
     def _steps(self, shape: tuple[int, ...]) -> list[tuple[int, int]]:
@@ -188,7 +166,6 @@ class ANSContextCoder(EntropyCoder):
         return 8 * len(header) + sum(ideal_bits(v, t, ts) for v, t, ts in parts)
 
     def decode(self, data: bytes, shape: tuple[int, ...]) -> np.ndarray:
-        import constriction
 
         self._check(tuple(shape))
         c, h, w = (int(n) for n in shape)

@@ -7,17 +7,16 @@ names them by content hash (see :mod:`latentcodec.entropy.priors`).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
-from ..errors import StageConfigError, StageInputError
-from ..stages import EntropyCoder
+from ..errors import StageInputError
 from .ans import ans_words_to_bytes, ans_decoder
-from .priors import PartDecoder, TableSet, encode_parts, ideal_bits, load_prior, prior_from_wire
+from .priors import PartDecoder, PriorTableCoder, encode_parts, ideal_bits
 
 
-class ANSFactorizedCoder(EntropyCoder):
+class ANSFactorizedCoder(PriorTableCoder):
     """Static learned per-channel model (axis 0 is the channel) + rANS.
 
     >>> import numpy as np
@@ -32,30 +31,10 @@ class ANSFactorizedCoder(EntropyCoder):
 
     name: ClassVar[str] = "ans-factorized"
     version: ClassVar[int] = 1
-    #: Where to find the model file is a runtime choice; the stream carries its hash.
-    runtime_options: ClassVar[frozenset[str]] = frozenset({"prior"})
+    prior_kind: ClassVar[str] = "factorized"
 
     def __init__(self, prior: str = "taesd") -> None:
-        if not isinstance(prior, str) or not prior:
-            raise StageConfigError(f"{self.name}: prior must be a name or path, got {prior!r}")
-        self.prior = prior
-        self._tables: TableSet | None = None
-        self._digest = b""
-
-    @property
-    def tables(self) -> TableSet:
-        if self._tables is None:
-            p = load_prior("factorized", self.prior)
-            self._tables, self._digest = TableSet.from_prior(p, "y"), p.digest
-        return self._tables
-
-    def wire_params(self) -> bytes:
-        self.tables  # noqa: B018 - loads the prior and its hash
-        return self._digest
-
-    @classmethod
-    def config_from_wire(cls, params: bytes) -> dict[str, Any]:
-        return {"prior": prior_from_wire(cls.name, params)}
+        super().__init__(prior)
 
     def _table_ids(self, shape: tuple[int, ...]) -> np.ndarray:
         channels = len(self.tables.n)
@@ -83,7 +62,6 @@ class ANSFactorizedCoder(EntropyCoder):
         return ideal_bits(s, self._table_ids(s.shape), self.tables)
 
     def decode(self, data: bytes, shape: tuple[int, ...]) -> np.ndarray:
-        import constriction
 
         ids = self._table_ids(tuple(shape))
         dec = PartDecoder(ans_decoder(data))

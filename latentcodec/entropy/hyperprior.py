@@ -245,7 +245,6 @@ class ANSHyperpriorCoder(EntropyCoder):
         return sum(ideal_bits(v, t, ts) for v, t, ts in self._parts(symbols))
 
     def decode(self, data: bytes, shape: tuple[int, ...]) -> np.ndarray:
-        import constriction
 
         self._check(tuple(shape))
         m = self.model

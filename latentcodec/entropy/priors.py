@@ -21,11 +21,12 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ..errors import CorruptStreamError, ModelError, StageConfigError
+from ..stages import EntropyCoder
 
 TABLE_BITS = 16
 PRIOR_DIR = Path(__file__).resolve().parents[1] / "data" / "priors"
@@ -284,3 +285,39 @@ class PartDecoder:
     def finish(self) -> None:
         if not self.decoder.is_empty():
             raise CorruptStreamError("entropy payload has data left over after the last symbol")
+
+
+class PriorTableCoder(EntropyCoder):
+    """Base of coders driven by one shipped table file (``prior``), named in the stream by hash.
+
+    Where the file is found is a runtime choice; what travels is its content hash, so a
+    decoder with another version of the model refuses the stream.
+    """
+
+    #: ``load_prior`` kind of the file this coder reads (``"factorized"``, ``"context"``).
+    prior_kind: ClassVar[str]
+    runtime_options: ClassVar[frozenset[str]] = frozenset({"prior"})
+
+    def __init__(self, prior: str) -> None:
+        if not isinstance(prior, str) or not prior:
+            raise StageConfigError(f"{self.name}: prior must be a name or path, got {prior!r}")
+        self.prior = prior
+        self._tables: TableSet | None = None
+        self._digest = b""
+
+    @property
+    def tables(self) -> TableSet:
+        """The integer tables (loaded once, with the file's hash)."""
+        if self._tables is None:
+            loaded = load_prior(self.prior_kind, self.prior)
+            self._tables, self._digest = TableSet.from_prior(loaded, "y"), loaded.digest
+        return self._tables
+
+    def wire_params(self) -> bytes:
+        self.tables  # noqa: B018 - loads the prior and its hash
+        return self._digest
+
+    @classmethod
+    def config_from_wire(cls, params: bytes) -> dict[str, Any]:
+        return {"prior": prior_from_wire(cls.name, params)}
+

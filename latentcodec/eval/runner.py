@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import ImageReadError, OutputExistsError, StageConfigError
 from .bdrate import BDRateError, bd_rate
 from .codecs import ClassicalCodec, EvalCodec, PresetCodec, make_codec, select_points
-from .metrics import Metric, load_metrics
+from .metrics import load_metrics
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".tif", ".tiff", ".webp"}
 
