@@ -74,6 +74,30 @@ def kodim23_decoded(taesd_codec, kodim23_stream: bytes):  # type: ignore[no-unty
     return taesd_codec.decompress(kodim23_stream, as_tensor=True)
 
 
+def identity_transform():  # type: ignore[no-untyped-def]
+    """A model-free transform whose 'image' is the latent itself.
+
+    Enough to test quantize + code + container without weights.  It calls itself
+    ``taesd`` (a registered name) so streams round-trip through the header.
+    """
+    from latentcodec.stages import Transform
+
+    class Identity(Transform):
+        name = "taesd"
+        latent_channels, downsampling_factor = 4, 8  # type: ignore[assignment]
+
+        def analysis(self, image):  # type: ignore[no-untyped-def]
+            return image
+
+        def synthesis(self, latent):  # type: ignore[no-untyped-def]
+            return latent
+
+        def fingerprint(self) -> bytes:
+            return b"test"
+
+    return Identity()
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float(10 * np.log10(255.0**2 / mse))

@@ -10,23 +10,7 @@ from latentcodec.codec import decode_latent, describe
 from latentcodec.entropy.palette_ctx import BinnedANSCoder, bin_start_width, decode_sorted_palette, encode_sorted_palette, to_bins
 from latentcodec.errors import CorruptStreamError, StageConfigError, StageInputError
 from latentcodec.quantizers.palette import PaletteQuantizer, indices_to_ranks, ranks_to_indices
-from latentcodec.stages import Transform
-
-
-class Identity(Transform):
-    """No model: the 'image' is the latent (enough to test quantize + code + container)."""
-
-    name = "taesd"  # a registered name, so streams round-trip through the header
-    latent_channels, downsampling_factor = 4, 8
-
-    def analysis(self, image):  # type: ignore[no-untyped-def]
-        return image
-
-    def synthesis(self, latent):  # type: ignore[no-untyped-def]
-        return latent
-
-    def fingerprint(self) -> bytes:
-        return b"test"
+from tests.conftest import identity_transform
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +22,7 @@ def latent() -> np.ndarray:
 
 def chain(preset: str) -> Codec:
     codec = Codec.from_preset(preset, transform="taesd", model="unused")
-    codec.transform = Identity()
+    codec.transform = identity_transform()
     return codec
 
 

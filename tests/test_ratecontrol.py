@@ -13,21 +13,7 @@ from latentcodec.errors import RateControlError, StageConfigError
 from latentcodec.quantizers.palette import PaletteQuantizer
 from latentcodec.quantizers.uniform import UniformQuantizer
 from latentcodec.ratecontrol import compress_latent_to_target, compress_to_target, target_from_bpp
-from latentcodec.stages import Transform
-
-
-class Identity(Transform):
-    name = "taesd"
-    latent_channels, downsampling_factor = 4, 8
-
-    def analysis(self, image):  # type: ignore[no-untyped-def]
-        return image
-
-    def synthesis(self, latent):  # type: ignore[no-untyped-def]
-        return latent
-
-    def fingerprint(self) -> bytes:
-        return b"test"
+from tests.conftest import identity_transform
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +24,7 @@ def latent() -> np.ndarray:
 
 @pytest.mark.parametrize("target", [700, 1500, 3000])
 def test_uniform_step_search_hits_budget(latent: np.ndarray, target: int) -> None:
-    codec = Codec(Identity(), UniformQuantizer(), ANSCoder())
+    codec = Codec(identity_transform(), UniformQuantizer(), ANSCoder())
     r = compress_latent_to_target(codec, latent, (256, 192), target_bytes=target)
     assert target * 0.98 <= len(r.data) <= target
     assert r.parameter == "step"
@@ -49,7 +35,7 @@ def test_uniform_step_search_hits_budget(latent: np.ndarray, target: int) -> Non
 def test_palette_size_search(latent: np.ndarray) -> None:
     from latentcodec.entropy.palette_ctx import BinnedANSCoder
 
-    codec = Codec(Identity(), PaletteQuantizer(symbols="rank", palette_coding="compact"), BinnedANSCoder())
+    codec = Codec(identity_transform(), PaletteQuantizer(symbols="rank", palette_coding="compact"), BinnedANSCoder())
     full = len(codec.compress_latent(latent, (256, 192)))
     r = compress_latent_to_target(codec, latent, (256, 192), target_bytes=full // 2)
     assert len(r.data) <= full // 2 and r.parameter == "colors" and 2 <= r.value < 256
@@ -58,7 +44,7 @@ def test_palette_size_search(latent: np.ndarray) -> None:
 
 
 def test_impossible_budget_names_smallest_size(latent: np.ndarray) -> None:
-    codec = Codec(Identity(), UniformQuantizer(), ANSCoder())
+    codec = Codec(identity_transform(), UniformQuantizer(), ANSCoder())
     with pytest.raises(RateControlError, match=r"smallest achievable size is \d+ bytes"):
         compress_latent_to_target(codec, latent, (256, 192), target_bytes=20)
     with pytest.raises(StageConfigError):
@@ -69,7 +55,7 @@ def test_target_bpp_and_api_arguments(latent: np.ndarray) -> None:
     import torch
 
     assert target_from_bpp(0.1, (768, 512)) == 4915
-    codec = Codec(Identity(), UniformQuantizer(), ANSCoder())
+    codec = Codec(identity_transform(), UniformQuantizer(), ANSCoder())
     image = torch.rand(1, 3, 16, 16)
     with pytest.raises(StageConfigError):
         compress_to_target(codec, image, target_bytes=100, target_bpp=1.0)
