@@ -247,10 +247,7 @@ class Codec:
         latent, quantizer = decode_latent(stream)
         check_transform(stream, self.transform, force=force)
         chosen = resolve_refiner(stream, refiner, current=self.refiner)
-        context = RefineContext(image_size=(stream.width, stream.height), quantizer=quantizer, side_info=stream.side_info)
-        image = chosen.refine(torch.from_numpy(latent)[None], self.transform, context)
-        image = image[..., : stream.height, : stream.width]
-        return image if as_tensor else to_pil(image)
+        return render(stream, latent, quantizer, self.transform, chosen, as_tensor=as_tensor)
 
 
 # --- stream-driven helpers -----------------------------------------------------------
@@ -285,6 +282,21 @@ def decode_latent(stream: Stream) -> tuple[np.ndarray, Quantizer]:
     symbols, quantizer = decode_symbols(stream)
     latent = quantizer.dequantize(symbols, stream.side_info)
     return np.asarray(latent, dtype=np.float32), quantizer
+
+
+def render(
+    stream: Stream,
+    latent: np.ndarray,
+    quantizer: Quantizer,
+    transform: Transform,
+    refiner: Refiner,
+    *,
+    as_tensor: bool,
+) -> Image.Image | torch.Tensor:
+    """Refine a dequantized latent into the stream's image, cropped to its size."""
+    context = RefineContext(image_size=(stream.width, stream.height), quantizer=quantizer, side_info=stream.side_info)
+    image = refiner.refine(torch.from_numpy(latent)[None], transform, context)[..., : stream.height, : stream.width]
+    return image if as_tensor else to_pil(image)
 
 
 def check_transform(stream: Stream, transform: Transform, *, force: bool) -> None:
@@ -382,9 +394,7 @@ def decompress(
     options = dict(refiner_options or {})
     quiet = options.pop("quiet", None)  # a courtesy flag: ignored by refiners without progress bars
     chosen = resolve_refiner(stream, refiner, options=options, device=device, dtype=dtype, quiet=quiet)
-    context = RefineContext(image_size=(stream.width, stream.height), quantizer=quantizer, side_info=stream.side_info)
-    image = chosen.refine(torch.from_numpy(latent)[None], tstage, context)[..., : stream.height, : stream.width]
-    return image if as_tensor else to_pil(image)
+    return render(stream, latent, quantizer, tstage, chosen, as_tensor=as_tensor)
 
 
 def compress(image: ImageLike, preset: str = DEFAULT_PRESET, **options: Any) -> bytes:
