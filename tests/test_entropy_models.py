@@ -153,21 +153,47 @@ def test_hyperprior_decodes_across_precision_and_threads(enc, dec) -> None:  # t
 
 
 def test_hyperprior_table_indices_do_not_depend_on_torch_settings() -> None:
-    """The decoder-side parameters come from integer maths: same z, same indices."""
+    """The decoder-side parameters come from integer maths: same z and y, same indices."""
     coder = ANSHyperpriorCoder()
     m = coder.model
-    z = np.random.default_rng(2).integers(-6, 7, size=m.z_shape((4, 32, 40)))
-    ref = m.y_params(z, (4, 32, 40))
+    shape = (4, 32, 40)
+    z = np.random.default_rng(2).integers(-6, 7, size=m.z_shape(shape))
+    y = latent_like(shape, seed=3).astype(np.int64)
+
+    def all_params() -> list[np.ndarray]:
+        mu_h, ls_h = m.hyper(z, shape)
+        return [a for k, p, sel in m.groups(shape) for a in m.group_params(y, mu_h, ls_h, k, p, sel)]
+
+    ref = all_params()
     before = torch.get_num_threads()
     try:
         for threads in (1, 2):
             torch.set_num_threads(threads)
             with torch.autocast("cpu", dtype=torch.bfloat16):
-                got = m.y_params(z, (4, 32, 40))
-            assert all(np.array_equal(a, b) for a, b in zip(got, ref))
+                got = all_params()
+            assert all(np.array_equal(a, b) for a, b in zip(got, ref, strict=True))
     finally:
         torch.set_num_threads(before)
-    assert ref[0].dtype == np.int64 and len(np.unique(ref[0])) > 1
+    assert m.context is not None and len(ref) == 2 * 4 * m.context.phases  # one pass per channel and phase
+    assert ref[0].dtype == np.int64 and len(np.unique(np.concatenate(ref[0::2]))) > 1
+
+
+def test_hyperprior_context_uses_only_decoded_symbols() -> None:
+    """A pass's parameters must not change when not-yet-decoded symbols change."""
+    m = ANSHyperpriorCoder().model
+    assert m.context is not None
+    shape = (4, 24, 28)
+    y = latent_like(shape, seed=5).astype(np.int64)
+    z = np.random.default_rng(6).integers(-4, 5, size=m.z_shape(shape))
+    mu_h, ls_h = m.hyper(z, shape)
+    groups = m.groups(shape)
+    decoded = np.zeros(shape, dtype=bool)
+    rng = np.random.default_rng(7)
+    for k, p, sel in groups:
+        noisy = np.where(decoded, y, rng.integers(-9, 10, size=shape))
+        for a, b in zip(m.group_params(y, mu_h, ls_h, k, p, sel), m.group_params(noisy, mu_h, ls_h, k, p, sel), strict=True):
+            assert np.array_equal(a, b)
+        decoded[m.channel_of(k)] |= sel
 
 
 @pytest.mark.gpu
@@ -220,3 +246,32 @@ def test_no_shipped_file_left_unlisted() -> None:
     pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
     assert '"data/priors/*"' in pyproject  # shipped as package data
     assert sum(p.stat().st_size for p in PRIOR_DIR.glob("*.npz")) < 400_000  # small files
+
+
+def test_folder_latents_scale_and_cache(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from latentcodec.training.latents import folder_latents
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "img").mkdir()
+    Image.fromarray(rng.integers(0, 255, size=(64, 96, 3), dtype=np.uint8)).save(tmp_path / "img" / "a.png")
+    from latentcodec.testing import ToyTransform
+
+    toy = ToyTransform()
+    full = folder_latents(toy, tmp_path / "img", tmp_path / "cache", progress=False)
+    half = folder_latents(toy, tmp_path / "img", tmp_path / "cache", progress=False, scale=0.5)
+    assert full[0].shape[1:] == (8, 12) and half[0].shape[1:] == (4, 6)
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 2  # one cache entry per scale
+    again = folder_latents(toy, tmp_path / "img", tmp_path / "cache", progress=False, scale=0.5)
+    assert np.array_equal(again[0], half[0])
+    with pytest.raises(ValueError):
+        folder_latents(toy, tmp_path / "img", None, progress=False, scale=2.0)
+
+
+def test_train_prior_cli_bad_scales_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from latentcodec.cli import main
+
+    assert main(["train-prior", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--scales", "1,abc"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "--scales" in err and "\n" not in err

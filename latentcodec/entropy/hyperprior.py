@@ -8,8 +8,12 @@ an integer mean ``mu`` and log-scale ``ls`` per symbol in units of ``2**-ACT_BIT
 They become a table index with integer operations only::
 
     scale_index = clip((ls - LOG_SCALE_MIN + LOG_SCALE_STEP // 2) // LOG_SCALE_STEP, 0, NUM_SCALES - 1)
-    m4 = (mu + 2**(ACT_BITS-3)) >> (ACT_BITS-2)      # mean in quarter symbols
-    table = 4 * scale_index + (m4 & 3);  coded value = y - (m4 >> 2)
+    mq = (mu + 2**(ACT_BITS-1-b)) >> (ACT_BITS-b)    # mean in 2**-b symbols (b = 3 in the shipped prior)
+    table = 2**b * scale_index + (mq & (2**b - 1));  coded value = y - (mq >> b)
+
+With a context model in the prior file (the shipped one has it), ``mu`` and ``ls`` are
+then refined pass by pass from already-decoded symbols, channel by channel and phase by
+phase, by small integer networks (:mod:`latentcodec.entropy.hyper_context`).
 
 The tables (discretised Gaussians for every scale and quarter offset) were turned into
 integer frequencies when the prior was exported and ship in the prior file.  The
@@ -23,7 +27,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import StageConfigError, StageInputError
+from ..errors import CorruptStreamError, StageConfigError, StageInputError
 from ..stages import EntropyCoder
 from .ans import ans_words_to_bytes, ans_decoder
 from .priors import PartDecoder, TableSet, encode_parts, ideal_bits, load_prior, prior_from_wire
@@ -119,11 +123,15 @@ class IntHyperSynthesis:
         return a[:half], a[half:]
 
 
-def indices(mu: np.ndarray, ls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Integer (table id, integer centre) per symbol from fixed-point mean and log-scale."""
+def indices(mu: np.ndarray, ls: np.ndarray, mean_bits: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Integer (table id, integer centre) per symbol from fixed-point mean and log-scale.
+
+    The mean is rounded to ``2**-mean_bits`` symbols; its fraction picks one of
+    ``2**mean_bits`` tables per scale.
+    """
     scale = np.clip((ls - LOG_SCALE_MIN + LOG_SCALE_STEP // 2) // LOG_SCALE_STEP, 0, NUM_SCALES - 1)
-    m4 = (mu + (1 << (ACT_BITS - 3))) >> (ACT_BITS - 2)
-    return 4 * scale + (m4 & 3), m4 >> 2
+    mq = (mu + (1 << (ACT_BITS - 1 - mean_bits))) >> (ACT_BITS - mean_bits)
+    return (scale << mean_bits) + (mq & ((1 << mean_bits) - 1)), mq >> mean_bits
 
 
 class _Model:
@@ -136,13 +144,23 @@ class _Model:
         self.step = float(prior.meta["step"])
         self.z_tables = TableSet.from_prior(prior, "z")
         self.y_tables = TableSet.from_prior(prior, "y")
-        if len(self.y_tables.n) != 4 * NUM_SCALES:
-            raise StageConfigError(f"{prior.path.name}: expected {4 * NUM_SCALES} y tables")
+        self.mean_bits = int(prior.meta.get("mean_bits", 2))
+        if not 0 <= self.mean_bits <= 5 or len(self.y_tables.n) != NUM_SCALES << self.mean_bits:
+            raise StageConfigError(f"{prior.path.name}: expected {NUM_SCALES << self.mean_bits} y tables")
         ups = (True, True, False)
         self.synthesis = IntHyperSynthesis(
             [(prior[f"hs{i}_w"].astype(np.int64), prior[f"hs{i}_b"].astype(np.int64), int(prior[f"hs{i}_shift"][0]), ups[i], i < 2) for i in range(3)]
         )
         self._ha: Any = None
+        ctx = prior.meta.get("context")
+        self.context = None
+        if ctx:
+            from .hyper_context import IntContext
+
+            order = [int(c) for c in ctx["order"]]
+            if sorted(order) != list(range(self.channels)):
+                raise StageConfigError(f"{prior.path.name}: bad context channel order {order}")
+            self.context = IntContext(prior.arrays, self.channels, int(ctx["phases"]), order, bool(ctx.get("all_hyper", False)))
 
     def analysis(self, y: np.ndarray, device: str, dtype: str) -> np.ndarray:
         import torch
@@ -168,14 +186,40 @@ class _Model:
     def z_shape(self, shape: tuple[int, ...]) -> tuple[int, int, int]:
         return (self.z_channels, -(-int(shape[1]) // 4), -(-int(shape[2]) // 4))
 
-    def y_params(self, z: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    def hyper(self, z: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """The hyperprior's fixed-point ``(mu, ls)`` for symbols of ``shape``."""
         mu, ls = self.synthesis(z)
         h, w = int(shape[1]), int(shape[2])
-        return indices(mu[:, :h, :w], ls[:, :h, :w])
+        return mu[:, :h, :w], ls[:, :h, :w]
+
+    def groups(self, shape: tuple[int, ...]) -> list[tuple[int, int, np.ndarray]]:
+        """Decoding passes ``(k, phase, positions of channel order[k])``; one pass without context."""
+        if self.context is None:
+            return [(-1, 0, np.ones(tuple(int(n) for n in shape), dtype=bool))]
+        from .hyper_context import phase_map
+
+        phase = phase_map(int(shape[1]), int(shape[2]), self.context.phases)
+        return [(k, p, phase == p) for k in range(self.channels) for p in range(self.context.phases)]
+
+    def group_params(self, y: np.ndarray, mu_h: np.ndarray, ls_h: np.ndarray, k: int, p: int, sel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(table id, centre) of the symbols of one pass; ``y`` holds what was decoded before it."""
+        if k < 0:
+            return indices(mu_h, ls_h, self.mean_bits)
+        ctx = self.context
+        assert ctx is not None
+        from .hyper_context import phase_map
+
+        c = ctx.order[k]
+        phase = phase_map(y.shape[1], y.shape[2], ctx.phases)
+        dmu, dls = ctx.refine(ctx.group_inputs(y, mu_h, ls_h, phase, k, p), k * ctx.phases + p)
+        return indices((mu_h[c] + dmu)[sel], (ls_h[c] + dls)[sel], self.mean_bits)
+
+    def channel_of(self, k: int) -> int | None:
+        return None if k < 0 or self.context is None else self.context.order[k]
 
 
 class ANSHyperpriorCoder(EntropyCoder):
-    """Mean-scale hyperprior (trained on TAESD symbols at step 0.5) + rANS.
+    """Mean-scale hyperprior with channel/spatial context (trained on TAESD symbols at step 0.5) + rANS.
 
     ``prior`` is a shipped prior name, a ``.npz`` path from ``latentcodec train-prior``
     or, when read from a stream, ``#`` and the prior's content hash.  ``device`` and
@@ -229,9 +273,15 @@ class ANSHyperpriorCoder(EntropyCoder):
         self._check(y.shape)
         y = y.astype(np.int64)
         z = m.analysis(y, self.device, self.dtype)
-        table, centre = m.y_params(z, y.shape)
+        mu_h, ls_h = m.hyper(z, y.shape)
         z_table = np.broadcast_to(np.arange(m.z_channels)[:, None, None], z.shape)
-        return [(z, z_table, m.z_tables), (y - centre, table, m.y_tables)]
+        parts = [(z, z_table, m.z_tables)]
+        for k, p, sel in m.groups(y.shape):
+            c = m.channel_of(k)
+            table, centre = m.group_params(y, mu_h, ls_h, k, p, sel)
+            values = y if c is None else y[c][sel]
+            parts.append((values - centre, table, m.y_tables))
+        return parts
 
     def encode(self, symbols: np.ndarray) -> bytes:
         import constriction
@@ -251,7 +301,17 @@ class ANSHyperpriorCoder(EntropyCoder):
         dec = PartDecoder(ans_decoder(data))
         zs = m.z_shape(shape)
         z = dec.part(np.broadcast_to(np.arange(m.z_channels)[:, None, None], zs), m.z_tables).reshape(zs)
-        table, centre = m.y_params(z, shape)
-        y = dec.part(table, m.y_tables).reshape(table.shape) + centre
+        mu_h, ls_h = m.hyper(z, shape)
+        y = np.zeros(tuple(int(n) for n in shape), dtype=np.int64)
+        for k, p, sel in m.groups(shape):
+            c = m.channel_of(k)
+            table, centre = m.group_params(y, mu_h, ls_h, k, p, sel)
+            values = dec.part(table, m.y_tables).reshape(table.shape) + centre
+            if c is None:
+                y = values
+            else:
+                y[c][sel] = values
         dec.finish()
+        if np.abs(y).max(initial=0) > (1 << 30):
+            raise CorruptStreamError(f"{self.name}: decoded symbol out of range")
         return y.astype(np.int32)

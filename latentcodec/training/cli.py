@@ -18,13 +18,18 @@ def add_parser(sub: Any) -> None:
     t.add_argument("--out", required=True, help="folder for NAME-factorized.npz and NAME-hyperprior.npz")
     t.add_argument("--name", help="prior name (default: the transform's name)")
     t.add_argument("--step", type=float, help="uniform quantizer step the symbols are made with (default: the uniform default)")
-    t.add_argument("--steps", type=int, default=1500, help="optimisation steps")
+    t.add_argument("--steps", type=int, default=2000, help="optimisation steps")
     t.add_argument("--batch", type=int, default=8)
     t.add_argument("--crop", type=int, default=48, help="side of the random latent crops")
+    t.add_argument("--phases", type=int, choices=[0, 2, 4], default=4, help="spatial phases of the hyperprior's context (0: plain hyperprior)")
+    t.add_argument("--hidden", type=int, default=16, help="width of the context networks")
+    t.add_argument("--context-kernel", type=int, choices=[1, 3, 5, 7], default=5, help="first-layer kernel of the context networks")
+    t.add_argument("--mean-bits", type=int, choices=[0, 1, 2, 3, 4], default=2, help="hyperprior means are rounded to 2**-N symbols")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, help="torch CPU threads")
     t.add_argument("--cache", help="latent cache folder (default: OUT/cache)")
-    t.add_argument("--image-crop", type=int, default=512, help="centre-crop images to this many pixels a side first (0: whole images); keeps the transform pass short")
+    t.add_argument("--image-crop", type=int, default=0, help="centre-crop images to this many pixels a side first (0: whole images); keeps the transform pass short")
+    t.add_argument("--scales", default="1", help="comma-separated image scales to train on, e.g. 1,0.5 (each photo is encoded once per scale)")
     t.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu", help="where the transform runs")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -35,18 +40,26 @@ def run(args: argparse.Namespace) -> int:
     from .latents import folder_latents
     from .train_prior import train
 
-    if args.steps < 1 or args.batch < 1 or args.crop < 8:
-        raise StageConfigError("train-prior: --steps and --batch must be >= 1 and --crop >= 8")
+    if args.steps < 1 or args.batch < 1 or args.crop < 8 or not 1 <= args.hidden <= 256:
+        raise StageConfigError("train-prior: --steps and --batch must be >= 1, --crop >= 8 and --hidden in 1..256")
     options: dict[str, Any] = {"device": args.device, "dtype": "float32"}
     if args.model:
         options["model"] = args.model
+    try:
+        scales = [float(x) for x in args.scales.split(",") if x.strip()]
+    except ValueError:
+        raise StageConfigError(f"train-prior: --scales must be numbers separated by commas, got {args.scales!r}") from None
+    if not scales or any(not 0.05 <= x <= 1.0 for x in scales):
+        raise StageConfigError(f"train-prior: each of --scales must be in [0.05, 1], got {args.scales!r}")
     transform = registry.create("transform", args.transform, **options)
     out = Path(args.out)
-    latents = folder_latents(transform, args.data, args.cache or out / "cache", progress=not args.quiet, crop=args.image_crop or None)
+    latents = []
+    for scale in scales:
+        latents += folder_latents(transform, args.data, args.cache or out / "cache", progress=not args.quiet, crop=args.image_crop or None, scale=scale)
     try:
         result = train(
             latents, out, args.name or args.transform, step=args.step or DEFAULT_STEP, steps=args.steps,
-            batch=args.batch, crop=args.crop, seed=args.seed, progress=not args.quiet, threads=args.threads,
+            batch=args.batch, crop=args.crop, phases=args.phases, hidden=args.hidden, kernel=args.context_kernel, mean_bits=args.mean_bits, seed=args.seed, progress=not args.quiet, threads=args.threads,
         )
     except ValueError as exc:
         raise LatentCodecError(f"train-prior: {exc}") from exc

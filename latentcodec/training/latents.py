@@ -27,9 +27,11 @@ def list_images(folder: str | Path) -> list[Path]:
     return files
 
 
-def _key(transform, f: Path, crop: int | None) -> str:  # type: ignore[no-untyped-def]
+def _key(transform, f: Path, crop: int | None, scale: float = 1.0) -> str:  # type: ignore[no-untyped-def]
     st = f.stat()
     text = f"{transform.fingerprint().hex()}:{f.resolve()}:{st.st_size}:{int(st.st_mtime)}:{crop}"
+    if scale != 1.0:
+        text += f":scale={scale!r}"
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
@@ -44,22 +46,39 @@ def _center_crop(x, crop: int | None):  # type: ignore[no-untyped-def]
     return x[..., top : top + ch, left : left + cw]
 
 
+def _resized(f: Path, scale: float):  # type: ignore[no-untyped-def]
+    """The image at ``scale`` (Lanczos), so one photo also yields coarser-detail latents."""
+    from PIL import Image
+
+    from ..imageio import open_image, to_tensor
+
+    if scale == 1.0:
+        return to_tensor(f)
+    image = open_image(f).convert("RGB")
+    size = (max(8, round(image.width * scale)), max(8, round(image.height * scale)))
+    return to_tensor(image.resize(size, Image.LANCZOS))
+
+
 def folder_latents(  # type: ignore[no-untyped-def]
-    transform, folder: str | Path, cache_dir: str | Path | None = None, progress: bool = True, crop: int | None = None
+    transform, folder: str | Path, cache_dir: str | Path | None = None, progress: bool = True, crop: int | None = None, scale: float = 1.0
 ) -> list[np.ndarray]:
-    """Float32 latents ``(C, h, w)`` of every image in ``folder`` (cached in ``cache_dir``)."""
+    """Float32 latents ``(C, h, w)`` of every image in ``folder`` (cached in ``cache_dir``).
+
+    ``scale`` resizes each image first; ``crop`` then centre-crops it.
+    """
     from tqdm import tqdm
 
-    from ..imageio import to_tensor
-
+    if not 0.05 <= scale <= 1.0:
+        raise ValueError(f"scale must be in [0.05, 1], got {scale}")
     files = list_images(folder)
     out = []
-    for f in tqdm(files, desc=f"{transform.name} latents", disable=not progress, unit="img"):
-        entry = Path(cache_dir) / f"latent-{transform.name}-{_key(transform, f, crop)}.npy" if cache_dir else None
+    desc = f"{transform.name} latents" + (f" x{scale:g}" if scale != 1.0 else "")
+    for f in tqdm(files, desc=desc, disable=not progress, unit="img"):
+        entry = Path(cache_dir) / f"latent-{transform.name}-{_key(transform, f, crop, scale)}.npy" if cache_dir else None
         if entry is not None and entry.exists():
             out.append(np.load(entry))
             continue
-        latent = transform.analysis(_center_crop(to_tensor(f), crop))[0].numpy().astype(np.float32)
+        latent = transform.analysis(_center_crop(_resized(f, scale), crop))[0].numpy().astype(np.float32)
         if entry is not None:
             entry.parent.mkdir(parents=True, exist_ok=True)
             tmp = entry.with_suffix(".tmp.npy")

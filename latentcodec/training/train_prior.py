@@ -77,8 +77,8 @@ def export_eb_tables(eb, channels: int, max_range: int = 96, min_prob: float = 1
     return TableSet.build(pmfs, los)
 
 
-def gaussian_tables(log_scales: np.ndarray, family: str = "gaussian") -> TableSet:
-    """Tables for every (scale, quarter mean) pair: index ``4 * scale_index + quarter``.
+def gaussian_tables(log_scales: np.ndarray, family: str = "gaussian", mean_bits: int = 2) -> TableSet:
+    """Tables for every (scale, mean fraction) pair: index ``2**mean_bits * scale_index + fraction``.
 
     ``family`` is ``gaussian`` or ``laplace`` (same standard deviation ``exp(ls)``).
     """
@@ -86,12 +86,13 @@ def gaussian_tables(log_scales: np.ndarray, family: str = "gaussian") -> TableSe
 
     cdf = norm.cdf if family == "gaussian" else (lambda t: laplace.cdf(t * math.sqrt(2.0)))
     pmfs, los = [], []
+    steps = 1 << mean_bits
     for ls in log_scales:
         sigma = math.exp(float(ls))
         half = min(int(math.ceil((7.0 if family == "gaussian" else 10.0) * sigma)) + 2, 160)
         r = np.arange(-half, half + 1, dtype=np.float64)
-        for q in range(4):
-            mu = q / 4.0
+        for q in range(steps):
+            mu = q / steps
             body = cdf((r + 0.5 - mu) / sigma) - cdf((r - 0.5 - mu) / sigma)
             tail = max(1.0 - body.sum(), 1e-9)
             pmfs.append(np.append(body, tail))
@@ -105,18 +106,29 @@ def train(
     name: str,
     *,
     step: float = DEFAULT_STEP,
-    steps: int = 1500,
+    steps: int = 2000,
     batch: int = 8,
     crop: int = 48,
     n: int = 48,
     z_channels: int = 8,
+    phases: int = 4,
+    hidden: int = 16,
+    kernel: int = 5,
+    all_hyper: bool = True,
+    mean_bits: int = 2,
     seed: int = 0,
     progress: bool = True,
     threads: int | None = None,
 ) -> dict[str, Any]:
-    """Train both priors on ``latents`` and write ``NAME-factorized.npz`` / ``NAME-hyperprior.npz``."""
+    """Train both priors on ``latents`` and write ``NAME-factorized.npz`` / ``NAME-hyperprior.npz``.
+
+    ``phases`` (2 or 4; 0 for none) and ``hidden`` shape the hyperprior's spatial/channel
+    context (:mod:`latentcodec.entropy.hyper_context`).
+    """
     import torch
     from tqdm import tqdm
+
+    from ..entropy import hyper_context as hc
 
     if threads:
         torch.set_num_threads(threads)
@@ -128,7 +140,9 @@ def train(
         raise ValueError(f"no latent is at least {crop}x{crop}")
     channels = symbols[0].shape[0]
     h_a, h_s, eb_z, gc, eb_y = _torch_models(channels, n, z_channels)
-    params = [p for m in (h_a, h_s) for p in m.parameters()] + [p for nm, p in eb_z.named_parameters() if not nm.endswith("quantiles")]
+    order = list(range(channels))
+    ctx = hc.torch_context(channels, phases, hidden, kernel, all_hyper) if phases else None
+    params = [p for m in (h_a, h_s, *([ctx] if ctx is not None else [])) for p in m.parameters()] + [p for nm, p in eb_z.named_parameters() if not nm.endswith("quantiles")]
     params += [p for nm, p in eb_y.named_parameters() if not nm.endswith("quantiles")]
     opt = torch.optim.Adam(params, lr=2e-3)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=1e-4)
@@ -142,6 +156,8 @@ def train(
         z = h_a(y)
         z_tilde, z_lik = eb_z(z, training=True)
         mean, log_scale = h_s(z_tilde).chunk(2, dim=1)
+        if ctx is not None:
+            mean, log_scale = hc.torch_context_forward(ctx, y, mean, log_scale, phases, order, all_hyper)
         scales = torch.exp(log_scale.clamp(lo_ls, hi_ls))
         y_lik = gc.likelihood_lower_bound(gc._likelihood(y, scales, mean))
         bits_hyper = (-torch.log2(y_lik).sum() - torch.log2(z_lik).sum()) / count
@@ -161,9 +177,12 @@ def train(
     fact_tables = export_eb_tables(eb_y, channels)
     fact_hash = save_prior(out / f"{name}-factorized.npz", "factorized", {**meta, "table_bits": fact_tables.bits}, fact_tables.arrays("y"))
     z_tables = export_eb_tables(eb_z, z_channels)
-    y_tables = gaussian_tables(hp.LOG_SCALE_MIN_F + hp.LOG_SCALE_STEP_F * np.arange(hp.NUM_SCALES))
+    y_tables = gaussian_tables(hp.LOG_SCALE_MIN_F + hp.LOG_SCALE_STEP_F * np.arange(hp.NUM_SCALES), mean_bits=mean_bits)
     arrays = {**z_tables.arrays("z"), **y_tables.arrays("y"), **hp.export_int_synthesis(h_s), **hp.export_analysis(h_a)}
-    hyper_meta = {**meta, "table_bits": y_tables.bits, "n": n, "z_channels": z_channels}
+    hyper_meta = {**meta, "table_bits": y_tables.bits, "n": n, "z_channels": z_channels, "mean_bits": mean_bits}
+    if ctx is not None:
+        arrays.update(hc.IntContext.export(ctx, phases))
+        hyper_meta["context"] = {"phases": phases, "hidden": hidden, "order": order, "kernel": kernel, "all_hyper": all_hyper}
     hyper_hash = save_prior(out / f"{name}-hyperprior.npz", "hyperprior", hyper_meta, arrays)
     return {
         "seconds": time.time() - t0,
