@@ -275,3 +275,16 @@ def test_train_prior_cli_bad_scales_is_one_line(tmp_path: Path, capsys: pytest.C
     assert main(["train-prior", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--scales", "1,abc"]) != 0
     err = capsys.readouterr().err.strip()
     assert "--scales" in err and "\n" not in err
+
+
+def test_hyperprior_file_with_missing_context_weights_is_a_model_error(tmp_path: Path) -> None:
+    from latentcodec.entropy.priors import save_prior
+    from latentcodec.errors import ModelError
+
+    shipped = load_prior("hyperprior", "taesd")
+    arrays = {k: v for k, v in shipped.arrays.items() if k != "ctx3_1_w"}
+    meta = {k: v for k, v in shipped.meta.items() if k != "kind"}
+    path = tmp_path / "broken-hyperprior.npz"
+    save_prior(path, "hyperprior", meta, arrays)
+    with pytest.raises(ModelError, match="ctx3_1_w"):
+        ANSHyperpriorCoder(prior=str(path)).encode(latent_like((4, 8, 8), seed=1))

@@ -20,6 +20,8 @@ floor shifts, clips, so the decoder reproduces the encoder's table choice bit fo
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 ACT_BITS = 8
@@ -83,7 +85,7 @@ class IntContext:
 
     LAYERS = 3
 
-    def __init__(self, arrays: dict[str, np.ndarray], channels: int, phases: int, order: list[int], all_hyper: bool = False) -> None:
+    def __init__(self, arrays: Mapping[str, np.ndarray], channels: int, phases: int, order: list[int], all_hyper: bool = False) -> None:
         self.channels = channels
         self.phases = phases
         self.order = order

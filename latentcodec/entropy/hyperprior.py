@@ -158,9 +158,9 @@ class _Model:
             from .hyper_context import IntContext
 
             order = [int(c) for c in ctx["order"]]
-            if sorted(order) != list(range(self.channels)):
-                raise StageConfigError(f"{prior.path.name}: bad context channel order {order}")
-            self.context = IntContext(prior.arrays, self.channels, int(ctx["phases"]), order, bool(ctx.get("all_hyper", False)))
+            if sorted(order) != list(range(self.channels)) or int(ctx["phases"]) not in (2, 4):
+                raise StageConfigError(f"{prior.path.name}: bad context (order {order}, phases {ctx['phases']})")
+            self.context = IntContext(prior, self.channels, int(ctx["phases"]), order, bool(ctx.get("all_hyper", False)))
 
     def analysis(self, y: np.ndarray, device: str, dtype: str) -> np.ndarray:
         import torch
