@@ -24,9 +24,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
-ACT_BITS = 8
-WEIGHT_BITS = 11
-ACT_LIMIT = 1 << 24
+ACT_BITS = 8  # fractional bits of the fixed-point activations
+WEIGHT_BITS = 11  # integer weights are within +-2**WEIGHT_BITS
+ACT_LIMIT = 1 << 24  # activations are clipped here, so float64 matmuls of integers stay exact
 
 
 def phase_map(h: int, w: int, phases: int) -> np.ndarray:

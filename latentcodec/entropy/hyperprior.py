@@ -30,11 +30,9 @@ import numpy as np
 from ..errors import CorruptStreamError, StageConfigError, StageInputError
 from ..stages import EntropyCoder
 from .ans import ans_words_to_bytes, ans_decoder
+from .hyper_context import ACT_BITS, ACT_LIMIT, WEIGHT_BITS, conv_int  # noqa: F401 - shared fixed point
 from .priors import PartDecoder, TableSet, encode_parts, ideal_bits, load_prior, prior_from_wire
 
-ACT_BITS = 8  # fractional bits of the fixed-point activations
-WEIGHT_BITS = 11  # integer weights are within +-2**WEIGHT_BITS
-ACT_LIMIT = 1 << 24  # activations are clipped here, so float64 matmuls of integers stay exact
 LOG_SCALE_MIN = -589  # round(ln(0.1) * 2**ACT_BITS)
 LOG_SCALE_STEP = 32  # 0.125 in natural-log units
 NUM_SCALES = 48
@@ -58,15 +56,11 @@ def export_int_synthesis(h_s) -> dict[str, np.ndarray]:  # type: ignore[no-untyp
     """Integer weights/biases and per-layer shifts of a trained :func:`torch_hyper_synthesis`."""
     import torch.nn as nn
 
-    convs = [m for m in h_s if isinstance(m, nn.Conv2d)]
+    from .hyper_context import export_layer
+
     out: dict[str, np.ndarray] = {}
-    for i, conv in enumerate(convs):
-        w = conv.weight.detach().double().numpy()
-        b = conv.bias.detach().double().numpy()
-        shift = WEIGHT_BITS - int(np.ceil(np.log2(np.abs(w).max() + 1e-12)))
-        out[f"hs{i}_w"] = np.clip(np.rint(w * 2.0**shift), -(1 << WEIGHT_BITS), 1 << WEIGHT_BITS).astype(np.int16)
-        out[f"hs{i}_b"] = np.rint(b * 2.0 ** (shift + ACT_BITS)).astype(np.int64)
-        out[f"hs{i}_shift"] = np.array([shift], dtype=np.int32)
+    for i, conv in enumerate(m for m in h_s if isinstance(m, nn.Conv2d)):
+        out[f"hs{i}_w"], out[f"hs{i}_b"], out[f"hs{i}_shift"] = export_layer(conv)
     return out
 
 
@@ -83,18 +77,6 @@ def export_analysis(h_a) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-de
             out[f"ha{i}_{key}exp"] = np.array([e], dtype=np.int32)
         out[f"ha{i}_stride"] = np.array([conv.stride[0]], dtype=np.int32)
     return out
-
-
-def _conv3_int(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Exact integer 3x3 'same' convolution.  Every product and partial sum is an integer
-    below 2**53, so float64 BLAS returns the exact result in any summation order."""
-    from numpy.lib.stride_tricks import sliding_window_view
-
-    c, h, wd = x.shape
-    xp = np.pad(x, ((0, 0), (1, 1), (1, 1))).astype(np.float64)
-    cols = sliding_window_view(xp, (3, 3), axis=(1, 2)).transpose(1, 2, 0, 3, 4).reshape(h * wd, c * 9)
-    acc = cols @ w.reshape(w.shape[0], -1).T.astype(np.float64)
-    return np.rint(acc).astype(np.int64).T.reshape(w.shape[0], h, wd) + b[:, None, None]
 
 
 class IntHyperSynthesis:
@@ -115,7 +97,7 @@ class IntHyperSynthesis:
         for w, b, shift, up, relu in self.layers:
             if up:
                 a = a.repeat(2, axis=1).repeat(2, axis=2)
-            a = _conv3_int(a, w, b) >> shift  # floor division by 2**shift
+            a = conv_int(a, w, b) >> shift  # floor division by 2**shift
             if relu:
                 a = np.maximum(a, 0)
             a = np.clip(a, -ACT_LIMIT, ACT_LIMIT)
