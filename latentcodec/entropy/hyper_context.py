@@ -20,7 +20,7 @@ floor shifts, clips, so the decoder reproduces the encoder's table choice bit fo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from typing import Protocol
 
 import numpy as np
 
@@ -80,12 +80,18 @@ def export_layer(conv) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # type: ig
     return wi, np.rint(b * 2.0 ** (shift + ACT_BITS)).astype(np.int64), np.array([shift], dtype=np.int32)
 
 
+class ArraySource(Protocol):
+    """Where group weights come from: a loaded prior file, or a plain dict of arrays."""
+
+    def __getitem__(self, key: str, /) -> np.ndarray: ...
+
+
 class IntContext:
     """The group networks of a prior file (arrays ``ctx{g}_{l}_{w,b,shift}``)."""
 
     LAYERS = 3
 
-    def __init__(self, arrays: Mapping[str, np.ndarray], channels: int, phases: int, order: list[int], all_hyper: bool = False) -> None:
+    def __init__(self, arrays: ArraySource, channels: int, phases: int, order: list[int], all_hyper: bool = False) -> None:
         self.channels = channels
         self.phases = phases
         self.order = order
