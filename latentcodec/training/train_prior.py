@@ -5,8 +5,9 @@ Both models see the integer symbols of the ``uniform`` quantizer at one step (th
 for, and records, that step.  The factorized prior is a CompressAI
 ``EntropyBottleneck`` over the 4 latent channels; the hyperprior is a mean-scale
 ``GaussianConditional`` model with a small hyper-analysis / hyper-synthesis pair and an
-``EntropyBottleneck`` for the hyper-latent.  After training the hyper-synthesis is
-converted to integer weights (see :mod:`latentcodec.entropy.hyperprior`) and every
+``EntropyBottleneck`` for the hyper-latent, refined pass by pass by small context
+networks trained with teacher forcing.  After training the hyper-synthesis and the context
+networks are converted to integer weights (see :mod:`latentcodec.entropy.hyperprior`) and every
 probability table is exported as integers, so decoding never depends on float maths.
 """
 
@@ -122,8 +123,10 @@ def train(
 ) -> dict[str, Any]:
     """Train both priors on ``latents`` and write ``NAME-factorized.npz`` / ``NAME-hyperprior.npz``.
 
-    ``phases`` (2 or 4; 0 for none) and ``hidden`` shape the hyperprior's spatial/channel
-    context (:mod:`latentcodec.entropy.hyper_context`).
+    ``phases`` (2 or 4; 0 for none), ``hidden``, ``kernel`` and ``all_hyper`` shape the
+    hyperprior's spatial/channel context (:mod:`latentcodec.entropy.hyper_context`);
+    ``mean_bits`` sets how finely its tables resolve the predicted mean.  The defaults
+    are the shipped ``taesd`` prior's (measured on Kodak: see README, "Entropy coders").
     """
     import torch
     from tqdm import tqdm
