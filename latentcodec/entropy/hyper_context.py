@@ -20,6 +20,7 @@ floor shifts, clips, so the decoder reproduces the encoder's table choice bit fo
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Protocol
 
 import numpy as np
@@ -29,8 +30,10 @@ WEIGHT_BITS = 11  # integer weights are within +-2**WEIGHT_BITS
 ACT_LIMIT = 1 << 24  # activations are clipped here, so float64 matmuls of integers stay exact
 
 
+@lru_cache(maxsize=16)
 def phase_map(h: int, w: int, phases: int) -> np.ndarray:
-    """Phase ``0 .. phases-1`` of every position of an ``h x w`` grid.
+    """Phase ``0 .. phases-1`` of every position of an ``h x w`` grid (read-only, cached:
+    every decoding pass of an image asks for the same map).
 
     >>> phase_map(2, 3, 4).tolist()
     [[0, 2, 0], [3, 1, 3]]
@@ -40,10 +43,13 @@ def phase_map(h: int, w: int, phases: int) -> np.ndarray:
     i = np.arange(h)[:, None] % 2
     j = np.arange(w)[None, :] % 2
     if phases == 2:
-        return ((i + j) % 2).astype(np.int64)
-    if phases == 4:
-        return np.where(i == 0, np.where(j == 0, 0, 2), np.where(j == 0, 3, 1)).astype(np.int64)
-    raise ValueError(f"phases must be 2 or 4, got {phases}")
+        out = ((i + j) % 2).astype(np.int64)
+    elif phases == 4:
+        out = np.where(i == 0, np.where(j == 0, 0, 2), np.where(j == 0, 3, 1)).astype(np.int64)
+    else:
+        raise ValueError(f"phases must be 2 or 4, got {phases}")
+    out.flags.writeable = False
+    return out
 
 
 def conv_int(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -149,7 +155,7 @@ def torch_context_forward(nets, y, mu_h, ls_h, phases: int, order: list[int], al
     import torch
 
     h, w = y.shape[-2:]
-    phase = torch.from_numpy(phase_map(h, w, phases)).to(y.device)
+    phase = torch.tensor(phase_map(int(h), int(w), phases), device=y.device)
     mus, lss = torch.zeros_like(y), torch.zeros_like(y)
     for k, c in enumerate(order):
         prev = y[:, order[:k]]

@@ -30,7 +30,7 @@ import numpy as np
 from ..errors import CorruptStreamError, StageConfigError, StageInputError
 from ..stages import EntropyCoder
 from .ans import ans_words_to_bytes, ans_decoder
-from .hyper_context import ACT_BITS, ACT_LIMIT, WEIGHT_BITS, conv_int  # noqa: F401 - shared fixed point
+from .hyper_context import ACT_BITS, ACT_LIMIT, WEIGHT_BITS, conv_int, phase_map  # noqa: F401 - shared fixed point
 from .priors import PartDecoder, TableSet, encode_parts, ideal_bits, load_prior, prior_from_wire
 
 LOG_SCALE_MIN = -589  # round(ln(0.1) * 2**ACT_BITS)
@@ -178,8 +178,6 @@ class _Model:
         """Decoding passes ``(k, phase, positions of channel order[k])``; one pass without context."""
         if self.context is None:
             return [(-1, 0, np.ones(tuple(int(n) for n in shape), dtype=bool))]
-        from .hyper_context import phase_map
-
         phase = phase_map(int(shape[1]), int(shape[2]), self.context.phases)
         return [(k, p, phase == p) for k in range(self.channels) for p in range(self.context.phases)]
 
@@ -189,10 +187,8 @@ class _Model:
             return indices(mu_h, ls_h, self.mean_bits)
         ctx = self.context
         assert ctx is not None
-        from .hyper_context import phase_map
-
         c = ctx.order[k]
-        phase = phase_map(y.shape[1], y.shape[2], ctx.phases)
+        phase = phase_map(int(y.shape[1]), int(y.shape[2]), ctx.phases)
         dmu, dls = ctx.refine(ctx.group_inputs(y, mu_h, ls_h, phase, k, p), k * ctx.phases + p)
         return indices((mu_h[c] + dmu)[sel], (ls_h[c] + dls)[sel], self.mean_bits)
 
