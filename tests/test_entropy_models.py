@@ -196,6 +196,34 @@ def test_hyperprior_context_uses_only_decoded_symbols() -> None:
         decoded[m.channel_of(k)] |= sel
 
 
+@pytest.mark.parametrize("kernel2", [1, 3])
+def test_integer_context_computes_what_training_computed(kernel2: int) -> None:
+    """The decoder's integer passes must be the trained float networks, up to fixed-point
+    rounding: same inputs, same positions, same (subgrid) layout of the later layers."""
+    from latentcodec.entropy import hyper_context as hc
+
+    torch.manual_seed(0)
+    channels, phases, order = 4, 4, [0, 1, 2, 3]
+    nets = hc.torch_context(channels, phases, hidden=8, kernel=5, all_hyper=True, kernel2=kernel2)
+    ctx = hc.IntContext(hc.IntContext.export(nets, phases), channels, phases, order, all_hyper=True)
+    shape = (channels, 14, 18)
+    y = latent_like(shape, seed=3).astype(np.int64)
+    rng = np.random.default_rng(4)
+    mu_h, ls_h = (rng.integers(-600, 600, size=shape) for _ in range(2))
+    scale = float(1 << hc.ACT_BITS)
+    with torch.no_grad():
+        as_float = lambda a: torch.from_numpy(a / scale).float()[None]  # noqa: E731
+        mu_f, ls_f = hc.torch_context_forward(nets, as_float(y * (1 << hc.ACT_BITS)), as_float(mu_h), as_float(ls_h), phases, order, all_hyper=True)
+    phase = hc.phase_map(shape[1], shape[2], phases)
+    for k, c in enumerate(order):
+        for p in range(phases):
+            dmu, dls = ctx.refine(ctx.group_inputs(y, mu_h, ls_h, phase, k, p), k * phases + p)
+            sel = phase == p
+            assert dmu.shape == (int(sel.sum()),)
+            np.testing.assert_allclose((mu_h[c][sel] + dmu) / scale, mu_f[0, c].numpy()[sel], atol=0.05)
+            np.testing.assert_allclose((ls_h[c][sel] + dls) / scale, ls_f[0, c].numpy()[sel], atol=0.05)
+
+
 @pytest.mark.gpu
 def test_hyperprior_cuda_encode_cpu_decode_and_back() -> None:
     symbols = latent_like((4, 48, 72), seed=12)

@@ -52,29 +52,39 @@ def phase_map(h: int, w: int, phases: int) -> np.ndarray:
     return out
 
 
-def conv_int(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Exact integer 'same' convolution (kernel 1 or 3, zero padding) of ``x (C, h, w)``.
+#: Phase of a 4-phase grid -> its ``(row, column)`` offset in every 2x2 block.
+PHASE_OFFSETS = ((0, 0), (1, 1), (0, 1), (1, 0))
 
+
+def conv_int(x: np.ndarray, w: np.ndarray, b: np.ndarray, offset: tuple[int, int] | None = None) -> np.ndarray:
+    """Exact integer 'same' convolution (odd kernel, zero padding) of ``x (C, h, w)``.
+
+    With ``offset = (di, dj)`` only the outputs at rows ``di::2`` and columns ``dj::2``
+    are computed (one phase of a 4-phase grid): the same numbers, a quarter of the work.
     Activations are clipped to ``2**24`` and weights to ``2**11``, so every product and
     partial sum is an integer below ``2**53`` and float64 BLAS is exact in any order.
 
     >>> import numpy as np
     >>> x = np.arange(6, dtype=np.int64).reshape(1, 2, 3)
-    >>> conv_int(x, np.full((1, 1, 3, 3), 2, np.int64), np.array([1])).tolist()
+    >>> w = np.full((1, 1, 3, 3), 2, np.int64)
+    >>> conv_int(x, w, np.array([1])).tolist()
     [[[17, 31, 25], [17, 31, 25]]]
+    >>> conv_int(x, w, np.array([1]), offset=(1, 0)).tolist()
+    [[[17, 25]]]
     """
     from numpy.lib.stride_tricks import sliding_window_view
 
     c, h, wd = x.shape
     k = w.shape[-1]
-    if k == 1:
-        cols = x.reshape(c, h * wd).T.astype(np.float64)
-    else:
-        r = k // 2
-        xp = np.pad(x, ((0, 0), (r, r), (r, r))).astype(np.float64)
-        cols = sliding_window_view(xp, (k, k), axis=(1, 2)).transpose(1, 2, 0, 3, 4).reshape(h * wd, c * k * k)
+    r = k // 2
+    xp = (np.pad(x, ((0, 0), (r, r), (r, r))) if r else x).astype(np.float64)
+    win = sliding_window_view(xp, (k, k), axis=(1, 2))  # (C, h, w, k, k)
+    if offset is not None:
+        win = win[:, offset[0] :: 2, offset[1] :: 2]
+    oh, ow = win.shape[1:3]
+    cols = win.transpose(1, 2, 0, 3, 4).reshape(oh * ow, c * k * k)
     acc = cols @ w.reshape(w.shape[0], -1).T.astype(np.float64)
-    return np.rint(acc).astype(np.int64).T.reshape(w.shape[0], h, wd) + np.asarray(b, dtype=np.int64)[:, None, None]
+    return np.rint(acc).astype(np.int64).T.reshape(w.shape[0], oh, ow) + np.asarray(b, dtype=np.int64)[:, None, None]
 
 
 def export_layer(conv) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
@@ -128,43 +138,83 @@ class IntContext:
         return np.clip(np.concatenate(parts).astype(np.int64), -ACT_LIMIT, ACT_LIMIT)
 
     def refine(self, inputs: np.ndarray, g: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(dmu, dls)`` of group ``g`` over the whole grid, in ``2**-ACT_BITS`` units."""
+        """``(dmu, dls)`` of group ``g``, in ``2**-ACT_BITS`` units, at the group's positions
+        in row-major order (4 phases: only that phase's subgrid is computed)."""
+        offset = PHASE_OFFSETS[g % self.phases] if self.phases == 4 else None
         a = inputs
         for layer, (w, b, shift) in enumerate(self.nets[g]):
-            a = conv_int(a, w, b) >> shift
+            a = conv_int(a, w, b, offset if layer == 0 else None) >> shift
             if layer < self.LAYERS - 1:
                 a = np.maximum(a, 0)
             a = np.clip(a, -ACT_LIMIT, ACT_LIMIT)
-        return a[0], a[1]
+        if offset is None:
+            sel = phase_map(inputs.shape[1], inputs.shape[2], self.phases) == g % self.phases
+            return a[0][sel], a[1][sel]
+        return a[0].ravel(), a[1].ravel()
 
 
-def torch_context(channels: int, phases: int, hidden: int, kernel: int = 3, all_hyper: bool = False):  # type: ignore[no-untyped-def]
-    """The float group networks trained by ``latentcodec train-prior`` (one per group)."""
+def torch_context(channels: int, phases: int, hidden: int, kernel: int = 3, all_hyper: bool = False, kernel2: int = 1):  # type: ignore[no-untyped-def]
+    """The float group networks trained by ``latentcodec train-prior`` (one per group).
+
+    ``kernel2 > 1`` makes the middle layer spatial too; it then runs on the group's own
+    positions (the phase subgrid), which needs 4 phases.
+    """
     from torch import nn
 
+    if kernel2 > 1 and phases != 4:
+        raise ValueError("a spatial middle layer (kernel2 > 1) needs 4 phases")
     nets = nn.ModuleList()
     for k in range(channels):
         for p in range(phases):
             n_in = (2 * channels if all_hyper else 2) + k + (1 if p else 0)
-            nets.append(nn.Sequential(nn.Conv2d(n_in, hidden, kernel, padding=kernel // 2), nn.ReLU(), nn.Conv2d(hidden, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, 2, 1)))
+            nets.append(nn.Sequential(
+                nn.Conv2d(n_in, hidden, kernel, padding=kernel // 2), nn.ReLU(),
+                nn.Conv2d(hidden, hidden, kernel2, padding=kernel2 // 2), nn.ReLU(), nn.Conv2d(hidden, 2, 1),
+            ))
     return nets
 
 
 def torch_context_forward(nets, y, mu_h, ls_h, phases: int, order: list[int], all_hyper: bool = False):  # type: ignore[no-untyped-def]
-    """Float twin of the decoding passes with teacher forcing: ``(mu, ls)`` for all of ``y``."""
+    """Float twin of the decoding passes with teacher forcing: ``(mu, ls)`` for all of ``y``.
+
+    With 4 phases (``y`` even-sized, as training crops are), each group's first convolution
+    runs with stride 2 at its own phase only, the later layers on that subgrid, and the
+    phases are interleaved back by a pixel shuffle, exactly as the decoder computes them.
+    """
     import torch
+    import torch.nn.functional as F
 
     h, w = y.shape[-2:]
     phase = torch.tensor(phase_map(int(h), int(w), phases), device=y.device)
-    mus, lss = torch.zeros_like(y), torch.zeros_like(y)
+    subgrid = phases == 4
+    if subgrid and (h % 2 or w % 2):
+        raise ValueError(f"4-phase training needs even-sized crops, got {h}x{w}")
+    mus, lss = [torch.zeros_like(y[:, 0])] * y.shape[1], [torch.zeros_like(y[:, 0])] * y.shape[1]
     for k, c in enumerate(order):
         prev = y[:, order[:k]]
+        outs = []
         for p in range(phases):
             parts = [mu_h, ls_h, prev] if all_hyper else [mu_h[:, c : c + 1], ls_h[:, c : c + 1], prev]
             if p:
                 parts.append(y[:, c : c + 1] * (phase < p).to(y.dtype))
-            o = nets[k * phases + p](torch.cat(parts, 1))
-            sel = (phase == p).to(y.dtype)
-            mus[:, c] = mus[:, c] + sel * (mu_h[:, c] + o[:, 0])
-            lss[:, c] = lss[:, c] + sel * (ls_h[:, c] + o[:, 1])
-    return mus, lss
+            x = torch.cat(parts, 1)
+            net = nets[k * phases + p]
+            if subgrid:
+                first = net[0]
+                r = first.kernel_size[0] // 2
+                di, dj = PHASE_OFFSETS[p]
+                xp = F.pad(x, (r, r, r, r))[:, :, di:, dj:]
+                outs.append(net[1:](F.conv2d(xp, first.weight, first.bias, stride=2)))
+            else:
+                o = net(x)
+                sel = (phase == p).to(y.dtype)
+                outs.append(o * sel)
+        if subgrid:
+            # pixel_shuffle puts channel 2*di + dj at offset (di, dj)
+            by_offset = [outs[PHASE_OFFSETS.index((di, dj))] for di in (0, 1) for dj in (0, 1)]
+            o = F.pixel_shuffle(torch.stack(by_offset, 2).flatten(1, 2), 2)
+        else:
+            o = sum(outs)
+        mus[c] = mu_h[:, c] + o[:, 0]
+        lss[c] = ls_h[:, c] + o[:, 1]
+    return torch.stack(mus, 1), torch.stack(lss, 1)

@@ -190,7 +190,7 @@ class _Model:
         c = ctx.order[k]
         phase = phase_map(int(y.shape[1]), int(y.shape[2]), ctx.phases)
         dmu, dls = ctx.refine(ctx.group_inputs(y, mu_h, ls_h, phase, k, p), k * ctx.phases + p)
-        return indices((mu_h[c] + dmu)[sel], (ls_h[c] + dls)[sel], self.mean_bits)
+        return indices(mu_h[c][sel] + dmu, ls_h[c][sel] + dls, self.mean_bits)
 
     def channel_of(self, k: int) -> int | None:
         return None if k < 0 or self.context is None else self.context.order[k]

@@ -117,6 +117,8 @@ def train(
     kernel: int = 5,
     all_hyper: bool = True,
     mean_bits: int = 2,
+    kernel2: int = 1,
+    lr: float = 2e-3,
     seed: int = 0,
     progress: bool = True,
     threads: int | None = None,
@@ -144,10 +146,10 @@ def train(
     channels = symbols[0].shape[0]
     h_a, h_s, eb_z, gc, eb_y = _torch_models(channels, n, z_channels)
     order = list(range(channels))
-    ctx = hc.torch_context(channels, phases, hidden, kernel, all_hyper) if phases else None
+    ctx = hc.torch_context(channels, phases, hidden, kernel, all_hyper, kernel2) if phases else None
     params = [p for m in (h_a, h_s, *([ctx] if ctx is not None else [])) for p in m.parameters()] + [p for nm, p in eb_z.named_parameters() if not nm.endswith("quantiles")]
     params += [p for nm, p in eb_y.named_parameters() if not nm.endswith("quantiles")]
-    opt = torch.optim.Adam(params, lr=2e-3)
+    opt = torch.optim.Adam(params, lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=1e-4)
     lo_ls, hi_ls = float(hp.LOG_SCALE_MIN), float(hp.LOG_SCALE_MIN + hp.LOG_SCALE_STEP * (hp.NUM_SCALES - 1))
     t0 = time.time()
@@ -185,7 +187,7 @@ def train(
     hyper_meta = {**meta, "table_bits": y_tables.bits, "n": n, "z_channels": z_channels, "mean_bits": mean_bits}
     if ctx is not None:
         arrays.update(hc.IntContext.export(ctx, phases))
-        hyper_meta["context"] = {"phases": phases, "hidden": hidden, "order": order, "kernel": kernel, "all_hyper": all_hyper}
+        hyper_meta["context"] = {"phases": phases, "hidden": hidden, "order": order, "kernel": kernel, "kernel2": kernel2, "all_hyper": all_hyper}
     hyper_hash = save_prior(out / f"{name}-hyperprior.npz", "hyperprior", hyper_meta, arrays)
     return {
         "seconds": time.time() - t0,
