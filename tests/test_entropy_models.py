@@ -211,8 +211,10 @@ def test_integer_context_computes_what_training_computed(kernel2: int) -> None:
     rng = np.random.default_rng(4)
     mu_h, ls_h = (rng.integers(-600, 600, size=shape) for _ in range(2))
     scale = float(1 << hc.ACT_BITS)
+    def as_float(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(a / scale).float()[None]
+
     with torch.no_grad():
-        as_float = lambda a: torch.from_numpy(a / scale).float()[None]  # noqa: E731
         mu_f, ls_f = hc.torch_context_forward(nets, as_float(y * (1 << hc.ACT_BITS)), as_float(mu_h), as_float(ls_h), phases, order, all_hyper=True)
     phase = hc.phase_map(shape[1], shape[2], phases)
     for k, c in enumerate(order):

@@ -74,7 +74,7 @@ def conv_int(x: np.ndarray, w: np.ndarray, b: np.ndarray, offset: tuple[int, int
     """
     from numpy.lib.stride_tricks import sliding_window_view
 
-    c, h, wd = x.shape
+    c = x.shape[0]
     k = w.shape[-1]
     r = k // 2
     xp = (np.pad(x, ((0, 0), (r, r), (r, r))) if r else x).astype(np.float64)
