@@ -13,8 +13,10 @@ log-scale of channel ``order[k]`` with a small network that sees
 * every earlier channel in full, and
 * this channel's symbols of phases ``< p`` (the others read as 0).
 
-The network (3x3 conv, ReLU, 1x1, ReLU, 1x1 to ``(dmu, dls)``) runs in the same fixed
-point as the hyper-synthesis (:mod:`latentcodec.entropy.hyperprior`): integer weights,
+The network (``kernel`` x ``kernel`` conv, ReLU, conv, ReLU, conv to ``(dmu, dls)``; with
+4 phases the first layer is evaluated at the group's own positions only and the later
+layers run on that half-resolution subgrid, so a 3x3 there sees 5x5 latent pixels) runs
+in the same fixed point as the hyper-synthesis (:mod:`latentcodec.entropy.hyperprior`): integer weights,
 floor shifts, clips, so the decoder reproduces the encoder's table choice bit for bit.
 """
 
@@ -74,7 +76,11 @@ def conv_int(x: np.ndarray, w: np.ndarray, b: np.ndarray, offset: tuple[int, int
     """
     from numpy.lib.stride_tricks import sliding_window_view
 
-    c = x.shape[0]
+    c, h, wd = x.shape
+    if offset is not None:
+        h, wd = max(h - offset[0] + 1, 0) // 2, max(wd - offset[1] + 1, 0) // 2
+    if h == 0 or wd == 0:  # a phase with no positions (1-pixel-wide images)
+        return np.zeros((w.shape[0], h, wd), dtype=np.int64)
     k = w.shape[-1]
     r = k // 2
     xp = (np.pad(x, ((0, 0), (r, r), (r, r))) if r else x).astype(np.float64)
@@ -153,23 +159,23 @@ class IntContext:
         return a[0].ravel(), a[1].ravel()
 
 
-def torch_context(channels: int, phases: int, hidden: int, kernel: int = 3, all_hyper: bool = False, kernel2: int = 1):  # type: ignore[no-untyped-def]
+def torch_context(channels: int, phases: int, hidden: int, kernel: int = 3, all_hyper: bool = False, kernel2: int = 1, kernel3: int = 1):  # type: ignore[no-untyped-def]
     """The float group networks trained by ``latentcodec train-prior`` (one per group).
 
-    ``kernel2 > 1`` makes the middle layer spatial too; it then runs on the group's own
-    positions (the phase subgrid), which needs 4 phases.
+    ``kernel2`` / ``kernel3 > 1`` make the middle / last layer spatial too; they then run
+    on the group's own positions (the phase subgrid), which needs 4 phases.
     """
     from torch import nn
 
-    if kernel2 > 1 and phases != 4:
-        raise ValueError("a spatial middle layer (kernel2 > 1) needs 4 phases")
+    if max(kernel2, kernel3) > 1 and phases != 4:
+        raise ValueError("spatial later layers (kernel2, kernel3 > 1) need 4 phases")
     nets = nn.ModuleList()
     for k in range(channels):
         for p in range(phases):
             n_in = (2 * channels if all_hyper else 2) + k + (1 if p else 0)
             nets.append(nn.Sequential(
                 nn.Conv2d(n_in, hidden, kernel, padding=kernel // 2), nn.ReLU(),
-                nn.Conv2d(hidden, hidden, kernel2, padding=kernel2 // 2), nn.ReLU(), nn.Conv2d(hidden, 2, 1),
+                nn.Conv2d(hidden, hidden, kernel2, padding=kernel2 // 2), nn.ReLU(), nn.Conv2d(hidden, 2, kernel3, padding=kernel3 // 2),
             ))
     return nets
 

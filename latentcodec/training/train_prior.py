@@ -107,17 +107,18 @@ def train(
     name: str,
     *,
     step: float = DEFAULT_STEP,
-    steps: int = 2000,
+    steps: int = 3000,
     batch: int = 8,
     crop: int = 48,
     n: int = 48,
     z_channels: int = 8,
     phases: int = 4,
-    hidden: int = 16,
+    hidden: int = 24,
     kernel: int = 5,
     all_hyper: bool = True,
     mean_bits: int = 2,
-    kernel2: int = 1,
+    kernel2: int = 3,
+    kernel3: int = 3,
     lr: float = 2e-3,
     seed: int = 0,
     progress: bool = True,
@@ -125,8 +126,9 @@ def train(
 ) -> dict[str, Any]:
     """Train both priors on ``latents`` and write ``NAME-factorized.npz`` / ``NAME-hyperprior.npz``.
 
-    ``phases`` (2 or 4; 0 for none), ``hidden``, ``kernel`` and ``all_hyper`` shape the
-    hyperprior's spatial/channel context (:mod:`latentcodec.entropy.hyper_context`);
+    ``phases`` (2 or 4; 0 for none), ``hidden``, ``kernel``, ``kernel2``, ``kernel3``
+    (the context networks' layer kernels) and ``all_hyper`` shape the hyperprior's
+    spatial/channel context (:mod:`latentcodec.entropy.hyper_context`);
     ``mean_bits`` sets how finely its tables resolve the predicted mean.  The defaults
     are the shipped ``taesd`` prior's (measured on Kodak: see README, "Entropy coders").
     """
@@ -146,7 +148,7 @@ def train(
     channels = symbols[0].shape[0]
     h_a, h_s, eb_z, gc, eb_y = _torch_models(channels, n, z_channels)
     order = list(range(channels))
-    ctx = hc.torch_context(channels, phases, hidden, kernel, all_hyper, kernel2) if phases else None
+    ctx = hc.torch_context(channels, phases, hidden, kernel, all_hyper, kernel2, kernel3) if phases else None
     params = [p for m in (h_a, h_s, *([ctx] if ctx is not None else [])) for p in m.parameters()] + [p for nm, p in eb_z.named_parameters() if not nm.endswith("quantiles")]
     params += [p for nm, p in eb_y.named_parameters() if not nm.endswith("quantiles")]
     opt = torch.optim.Adam(params, lr=lr)
@@ -187,7 +189,7 @@ def train(
     hyper_meta = {**meta, "table_bits": y_tables.bits, "n": n, "z_channels": z_channels, "mean_bits": mean_bits}
     if ctx is not None:
         arrays.update(hc.IntContext.export(ctx, phases))
-        hyper_meta["context"] = {"phases": phases, "hidden": hidden, "order": order, "kernel": kernel, "kernel2": kernel2, "all_hyper": all_hyper}
+        hyper_meta["context"] = {"phases": phases, "hidden": hidden, "order": order, "kernel": kernel, "kernel2": kernel2, "kernel3": kernel3, "all_hyper": all_hyper}
     hyper_hash = save_prior(out / f"{name}-hyperprior.npz", "hyperprior", hyper_meta, arrays)
     return {
         "seconds": time.time() - t0,
