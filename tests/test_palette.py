@@ -85,7 +85,7 @@ def test_wire_params_round_trip() -> None:
 @pytest.mark.parametrize(
     "config",
     [{"colors": 1}, {"colors": 257}, {"colors": True}, {"dither": "atkinson"}, {"dither_level": 2.0},
-     {"symbols": "bits"}, {"palette_coding": "png"}, {"codebook": "nope"}, {"half_range": 0.0}],
+     {"symbols": "bits"}, {"palette_coding": "png"}, {"codebook": "nope"}, {"half_range": 0.0}, {"metric": "l1"}],
 )
 def test_bad_config(config: dict) -> None:
     with pytest.raises(StageConfigError):
@@ -143,3 +143,22 @@ def test_global_codebook_costs_no_side_info(latent: np.ndarray) -> None:
     assert load_codebook("taesd-v1", 256).shape == (256, 4)
     with pytest.raises(StageConfigError):
         PaletteQuantizer(colors=100, codebook="taesd-v1")
+
+
+def test_decoder_metric_lowers_the_weighted_error_and_decodes_as_usual(latent: np.ndarray) -> None:
+    """The ``sd-decoder`` metric only steers the encoder: fit and dithering minimise the
+    decoder-weighted error, and the stream decodes with the same (metric-free) decoder."""
+    from latentcodec.quantizers.palette import SD_DECODER_METRIC
+
+    def weighted_error(q: PaletteQuantizer) -> float:
+        out = q.quantize(latent)
+        decoded = PaletteQuantizer.from_config(PaletteQuantizer.config_from_wire(q.wire_params())).dequantize(out.symbols, out.side_info)
+        e = (decoded - latent).reshape(4, -1)
+        return float(np.einsum("cn,cd,dn->", e, SD_DECODER_METRIC, e))
+
+    plain = PaletteQuantizer(colors=24, dither="none", symbols="rank", palette_coding="compact")
+    weighted = PaletteQuantizer.from_config({**plain.get_config(), "metric": "sd-decoder"})
+    assert weighted.get_config()["metric"] == "sd-decoder" and weighted.wire_params() == plain.wire_params()
+    assert weighted_error(weighted) < weighted_error(plain)
+    with pytest.raises(StageInputError, match="4-channel"):
+        weighted.quantize(latent[:3])

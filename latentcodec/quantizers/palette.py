@@ -34,17 +34,34 @@ from .dither import DITHER_MODES, dither
 from .uint8 import DEFAULT_HALF_RANGE, LEVELS
 
 PALETTE_CODINGS = ("zlib", "compact")
+#: How the encoder measures a colour's distance: ``euclidean`` on the uint8 grid (the
+#: seed), or ``sd-decoder``, the SD decoder's sensitivity to each latent channel (below).
+METRICS = ("euclidean", "sd-decoder")
+#: ``M`` with pixel MSE ~ ``e^T M e`` for a small latent error ``e`` (per pixel, spatially
+#: white), normalised to unit geometric-mean diagonal.  Measured through the TAESD decoder
+#: (a distilled SD 1.x/2.x decoder) on crops of ``../shared/datasets/train-photos``
+#: latents by :func:`latentcodec.training.decoder_metric.decoder_metric`.  It only steers
+#: the encoder (palette fit and dithering): the palette still travels in grid units.
+SD_DECODER_METRIC = np.array(
+    [
+        [1.006, -0.003, -0.004, -0.632],
+        [-0.003, 0.755, 0.024, -0.244],
+        [-0.004, 0.024, 0.982, -0.453],
+        [-0.632, -0.244, -0.453, 1.340],
+    ]
+)
 SYMBOL_MODES = ("index", "rank")
 MAX_COLORS = 256
 #: Prediction for the first pixel, which has no decoded neighbour: mid-grey of the uint8 grid.
 MID = 128
 
 
-def kmeans_palette(points: np.ndarray, k: int, iterations: int = 16, seed: int = 0) -> np.ndarray:
+def kmeans_palette(points: np.ndarray, k: int, iterations: int = 16, seed: int = 0, metric: np.ndarray | None = None) -> np.ndarray:
     """Up to ``k`` uint8 colours for ``points`` ``(N, C)`` (k-means++ then Lloyd).
 
     Deterministic for a given input (seeded).  Fewer distinct input colours than ``k``
-    are returned as they are.
+    are returned as they are.  With ``metric = T`` the clustering minimises ``|T (p - c)|^2``
+    (it runs on ``T p`` and maps the centres back).
 
     >>> import numpy as np
     >>> pts = np.array([[0, 0], [1, 1], [200, 200], [201, 201]], dtype=np.float32)
@@ -55,6 +72,8 @@ def kmeans_palette(points: np.ndarray, k: int, iterations: int = 16, seed: int =
     unique = np.unique(np.rint(pts), axis=0)
     if len(unique) <= k:
         return np.clip(unique, 0, 255).astype(np.uint8)
+    if metric is not None:
+        pts = pts @ metric.T
     rng = np.random.default_rng(seed)
     n = len(pts)
     centers = np.empty((k, pts.shape[1]))
@@ -74,6 +93,8 @@ def kmeans_palette(points: np.ndarray, k: int, iterations: int = 16, seed: int =
         if not used.all():  # re-seed empty clusters at the worst-served points
             far = np.argsort(-dist[np.arange(n), labels], kind="stable")[: int((~used).sum())]
             centers[~used] = pts[far]
+    if metric is not None:
+        centers = np.linalg.solve(metric, centers.T).T
     return np.unique(np.clip(np.rint(centers), 0, 255), axis=0).astype(np.uint8)
 
 
@@ -207,6 +228,7 @@ class PaletteQuantizer(Quantizer):
         codebook: str | None = None,
         half_range: float = DEFAULT_HALF_RANGE,
         iterations: int = 16,
+        metric: str = "euclidean",
     ) -> None:
         if isinstance(colors, bool) or not isinstance(colors, (int, np.integer)) or not 2 <= colors <= MAX_COLORS:
             raise StageConfigError(f"palette: colors must be an int in 2..{MAX_COLORS}, got {colors!r}")
@@ -225,6 +247,8 @@ class PaletteQuantizer(Quantizer):
             raise StageConfigError(f"palette: symbols must be one of {', '.join(SYMBOL_MODES)}, got {symbols!r}")
         if palette_coding not in PALETTE_CODINGS:
             raise StageConfigError(f"palette: palette_coding must be one of {', '.join(PALETTE_CODINGS)}, got {palette_coding!r}")
+        if metric not in METRICS:
+            raise StageConfigError(f"palette: metric must be one of {', '.join(METRICS)}, got {metric!r}")
         if not isinstance(iterations, int) or not 0 <= iterations <= 1000:
             raise StageConfigError(f"palette: iterations must be an int in 0..1000, got {iterations!r}")
         if codebook is not None:
@@ -240,6 +264,7 @@ class PaletteQuantizer(Quantizer):
         self.codebook = codebook
         self.half_range = as_float32(half_range)
         self.iterations = iterations
+        self.metric = metric
 
     # --- the uint8 grid (exactly the ``uint8`` quantizer's) ---------------------------
     def to_grid(self, latent: np.ndarray) -> np.ndarray:
@@ -255,13 +280,21 @@ class PaletteQuantizer(Quantizer):
         return (1, *latent_shape[1:])
 
     # --- quantize ---------------------------------------------------------------------
+    def metric_transform(self, channels: int) -> np.ndarray | None:
+        """``T`` with ``|T e|^2 = e^T M e`` (None for the plain Euclidean metric)."""
+        if self.metric == "euclidean":
+            return None
+        if channels != SD_DECODER_METRIC.shape[0]:
+            raise StageInputError(f"palette: metric {self.metric!r} is for {SD_DECODER_METRIC.shape[0]}-channel SD latents, got {channels} channels")
+        return np.linalg.cholesky(SD_DECODER_METRIC).T
+
     def fit_palette(self, grid: np.ndarray) -> np.ndarray:
         if self.codebook is not None:
             from .codebooks import load_codebook
 
             return load_codebook(self.codebook, self.colors)
         c = grid.shape[0]
-        return kmeans_palette(grid.reshape(c, -1).T, self.colors, self.iterations)
+        return kmeans_palette(grid.reshape(c, -1).T, self.colors, self.iterations, metric=self.metric_transform(c))
 
     def quantize(self, latent: np.ndarray) -> Quantized:
         latent = np.asarray(latent, dtype=np.float32)
@@ -273,7 +306,12 @@ class PaletteQuantizer(Quantizer):
         palette = self.fit_palette(grid)
         if palette.shape[1] != latent.shape[0]:
             raise StageInputError(f"palette: codebook has {palette.shape[1]} channels, the latent {latent.shape[0]}")
-        indices = dither(grid, palette.astype(np.float32), self.dither, self.dither_level)
+        t = self.metric_transform(grid.shape[0])
+        if t is None:
+            indices = dither(grid, palette.astype(np.float32), self.dither, self.dither_level)
+        else:  # error diffusion is linear, so diffusing in the metric's coordinates is the same
+            tf = t.astype(np.float32)
+            indices = dither(np.einsum("dc,chw->dhw", tf, grid.astype(np.float32)), palette.astype(np.float32) @ tf.T, self.dither, self.dither_level)
         return self.encode_indices(indices, palette)
 
     def encode_indices(self, indices: np.ndarray, palette: np.ndarray) -> Quantized:
