@@ -34,7 +34,8 @@ def test_preset_round_trip_and_determinism(preset: str, latent: np.ndarray) -> N
     decoded, q = decode_latent(bitstream.read(data))
     expected = codec.quantizer.dequantize(*_quantized(codec.quantizer, latent))
     assert np.array_equal(decoded, expected)
-    assert np.abs(decoded - latent).mean() < 0.2
+    # palette-ans has fewer colours (112) and spends them where the decoder is sensitive
+    assert np.abs(decoded - latent).mean() < {"buhlmann-2022": 0.2, "palette-ans": 0.3}[preset]
     params = next(s for s in describe(data)["chain"] if s["kind"] == "quantizer")["params"]
     assert params["colors"] == codec.quantizer.colors
 
