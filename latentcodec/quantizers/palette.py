@@ -35,7 +35,8 @@ from .uint8 import DEFAULT_HALF_RANGE, LEVELS
 
 PALETTE_CODINGS = ("zlib", "compact")
 #: How the encoder measures a colour's distance: ``euclidean`` on the uint8 grid (the
-#: seed), or ``sd-decoder``, the SD decoder's sensitivity to each latent channel (below).
+#: seed), or ``sd-decoder``, the SD decoder's sensitivity to latent errors (below), which
+#: is ~6x larger along some channel combinations than others.
 METRICS = ("euclidean", "sd-decoder")
 #: ``M`` with pixel MSE ~ ``e^T M e`` for a small latent error ``e`` (per pixel, spatially
 #: white), normalised to unit geometric-mean diagonal.  Measured through the TAESD decoder
@@ -309,7 +310,7 @@ class PaletteQuantizer(Quantizer):
         t = self.metric_transform(grid.shape[0])
         if t is None:
             indices = dither(grid, palette.astype(np.float32), self.dither, self.dither_level)
-        else:  # error diffusion is linear, so diffusing in the metric's coordinates is the same
+        else:  # nearest colours in the metric; diffusion is linear, so T's coordinates carry it unchanged
             tf = t.astype(np.float32)
             indices = dither(np.einsum("dc,chw->dhw", tf, grid.astype(np.float32)), palette.astype(np.float32) @ tf.T, self.dither, self.dither_level)
         return self.encode_indices(indices, palette)
