@@ -163,3 +163,23 @@ def test_decoder_metric_lowers_the_weighted_error_and_decodes_as_usual(latent: n
     assert weighted_error(weighted) < weighted_error(plain)
     with pytest.raises(StageInputError, match="4-channel"):
         weighted.quantize(latent[:3])
+
+
+def test_decoder_metric_recovers_a_linear_decoders_sensitivity() -> None:
+    """For a decoder that mixes channels linearly (pixels = A @ latent), M is A^T A."""
+    import torch
+
+    from latentcodec.training.decoder_metric import decoder_metric
+
+    mix = torch.tensor([[1.0, 0.0, 0.5, -1.0], [0.0, 0.5, 0.0, 0.5], [0.2, 0.0, 1.0, -0.6]])
+
+    class LinearDecoder:
+        def synthesis(self, latent: torch.Tensor) -> torch.Tensor:
+            return torch.einsum("oc,bchw->bohw", mix, latent)
+
+    latents = [np.random.default_rng(i).normal(size=(4, 80, 90)).astype(np.float32) for i in range(3)]
+    measured = decoder_metric(LinearDecoder(), latents, crop=64)
+    expected = (mix.T @ mix).double().numpy()
+    expected /= np.exp(np.mean(np.log(np.diag(expected))))
+    np.testing.assert_allclose(measured, expected, atol=0.06)
+    assert np.allclose(measured, measured.T)

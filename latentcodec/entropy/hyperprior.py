@@ -8,7 +8,7 @@ an integer mean ``mu`` and log-scale ``ls`` per symbol in units of ``2**-ACT_BIT
 They become a table index with integer operations only::
 
     scale_index = clip((ls - LOG_SCALE_MIN + LOG_SCALE_STEP // 2) // LOG_SCALE_STEP, 0, NUM_SCALES - 1)
-    mq = (mu + 2**(ACT_BITS-1-b)) >> (ACT_BITS-b)    # mean in 2**-b symbols (b = 3 in the shipped prior)
+    mq = (mu + 2**(ACT_BITS-1-b)) >> (ACT_BITS-b)    # mean in 2**-b symbols (b = mean_bits, 2 in the shipped prior)
     table = 2**b * scale_index + (mq & (2**b - 1));  coded value = y - (mq >> b)
 
 With a context model in the prior file (the shipped one has it), ``mu`` and ``ls`` are
@@ -30,7 +30,7 @@ import numpy as np
 from ..errors import CorruptStreamError, StageConfigError, StageInputError
 from ..stages import EntropyCoder
 from .ans import ans_words_to_bytes, ans_decoder
-from .hyper_context import ACT_BITS, ACT_LIMIT, WEIGHT_BITS, conv_int, phase_map  # noqa: F401 - shared fixed point
+from .hyper_context import ACT_BITS, ACT_LIMIT, conv_int, phase_map
 from .priors import PartDecoder, TableSet, encode_parts, ideal_bits, load_prior, prior_from_wire
 
 LOG_SCALE_MIN = -589  # round(ln(0.1) * 2**ACT_BITS)

@@ -51,6 +51,8 @@ SD_DECODER_METRIC = np.array(
         [-0.632, -0.244, -0.453, 1.340],
     ]
 )
+#: ``T`` with ``|T e|^2 = e^T M e``: fitting and dithering run on ``T x``.
+_SD_DECODER_T = np.linalg.cholesky(SD_DECODER_METRIC).T
 SYMBOL_MODES = ("index", "rank")
 MAX_COLORS = 256
 #: Prediction for the first pixel, which has no decoded neighbour: mid-grey of the uint8 grid.
@@ -287,7 +289,7 @@ class PaletteQuantizer(Quantizer):
             return None
         if channels != SD_DECODER_METRIC.shape[0]:
             raise StageInputError(f"palette: metric {self.metric!r} is for {SD_DECODER_METRIC.shape[0]}-channel SD latents, got {channels} channels")
-        return np.linalg.cholesky(SD_DECODER_METRIC).T
+        return _SD_DECODER_T
 
     def fit_palette(self, grid: np.ndarray) -> np.ndarray:
         if self.codebook is not None:

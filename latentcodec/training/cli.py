@@ -23,7 +23,7 @@ def add_parser(sub: Any) -> None:
     t.add_argument("--crop", type=int, default=48, help="side of the random latent crops")
     t.add_argument("--phases", type=int, choices=[0, 2, 4], default=4, help="spatial phases of the hyperprior's context (0: plain hyperprior)")
     t.add_argument("--hidden", type=int, default=24, help="width of the context networks")
-    t.add_argument("--context-kernels", help="kernel sizes of the context networks' 3 layers, e.g. 5,3,3 (the default with 4 phases; 5,1,1 otherwise)")
+    t.add_argument("--context-kernels", help="kernel sizes of the context networks' 3 layers, e.g. 5,3,3 (default: 5,3,3 with 4 phases, 5,1,1 otherwise)")
     t.add_argument("--mean-bits", type=int, choices=[0, 1, 2, 3, 4], default=2, help="hyperprior means are rounded to 2**-N symbols")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, help="torch CPU threads")
@@ -51,12 +51,15 @@ def run(args: argparse.Namespace) -> int:
         raise StageConfigError(f"train-prior: --scales must be numbers separated by commas, got {args.scales!r}") from None
     if not scales or any(not 0.05 <= x <= 1.0 for x in scales):
         raise StageConfigError(f"train-prior: each of --scales must be in [0.05, 1], got {args.scales!r}")
-    try:
-        kernels = [int(x) for x in (args.context_kernels or ("5,3,3" if args.phases == 4 else "5,1,1")).split(",")]
-    except ValueError:
-        kernels = []
-    if len(kernels) != 3 or any(k not in (1, 3, 5, 7) for k in kernels) or (args.phases != 4 and max(kernels[1:]) > 1):
-        raise StageConfigError(f"train-prior: --context-kernels must be 3 of 1, 3, 5, 7 (the last two 1 unless --phases 4), got {args.context_kernels!r}")
+    kernel, kernel2, kernel3 = 5, None, None  # train() picks the later two from --phases
+    if args.context_kernels is not None:
+        try:
+            kernels = [int(x) for x in args.context_kernels.split(",")]
+        except ValueError:
+            kernels = []
+        if len(kernels) != 3 or any(k not in (1, 3, 5, 7) for k in kernels) or (args.phases != 4 and max(kernels[1:]) > 1):
+            raise StageConfigError(f"train-prior: --context-kernels must be 3 of 1, 3, 5, 7 (the last two 1 unless --phases 4), got {args.context_kernels!r}")
+        kernel, kernel2, kernel3 = kernels
     transform = registry.create("transform", args.transform, **options)
     out = Path(args.out)
     latents = []
@@ -65,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = train(
             latents, out, args.name or args.transform, step=args.step or DEFAULT_STEP, steps=args.steps,
-            batch=args.batch, crop=args.crop, phases=args.phases, hidden=args.hidden, kernel=kernels[0], kernel2=kernels[1], kernel3=kernels[2], mean_bits=args.mean_bits, seed=args.seed, progress=not args.quiet, threads=args.threads,
+            batch=args.batch, crop=args.crop, phases=args.phases, hidden=args.hidden, kernel=kernel, kernel2=kernel2, kernel3=kernel3, mean_bits=args.mean_bits, seed=args.seed, progress=not args.quiet, threads=args.threads,
         )
     except ValueError as exc:
         raise LatentCodecError(f"train-prior: {exc}") from exc

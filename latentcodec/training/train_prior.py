@@ -117,8 +117,8 @@ def train(
     kernel: int = 5,
     all_hyper: bool = True,
     mean_bits: int = 2,
-    kernel2: int = 3,
-    kernel3: int = 3,
+    kernel2: int | None = None,
+    kernel3: int | None = None,
     lr: float = 2e-3,
     seed: int = 0,
     progress: bool = True,
@@ -127,7 +127,8 @@ def train(
     """Train both priors on ``latents`` and write ``NAME-factorized.npz`` / ``NAME-hyperprior.npz``.
 
     ``phases`` (2 or 4; 0 for none), ``hidden``, ``kernel``, ``kernel2``, ``kernel3``
-    (the context networks' layer kernels) and ``all_hyper`` shape the hyperprior's
+    (the context networks' layer kernels; the later two default to 3 with 4 phases, where
+    they run on the phase subgrid, and to 1 otherwise) and ``all_hyper`` shape the hyperprior's
     spatial/channel context (:mod:`latentcodec.entropy.hyper_context`);
     ``mean_bits`` sets how finely its tables resolve the predicted mean.  The defaults
     are the shipped ``taesd`` prior's (measured on Kodak: see README, "Entropy coders").
@@ -148,6 +149,8 @@ def train(
     channels = symbols[0].shape[0]
     h_a, h_s, eb_z, gc, eb_y = _torch_models(channels, n, z_channels)
     order = list(range(channels))
+    later = 3 if phases == 4 else 1
+    kernel2, kernel3 = later if kernel2 is None else kernel2, later if kernel3 is None else kernel3
     ctx = hc.torch_context(channels, phases, hidden, kernel, all_hyper, kernel2, kernel3) if phases else None
     params = [p for m in (h_a, h_s, *([ctx] if ctx is not None else [])) for p in m.parameters()] + [p for nm, p in eb_z.named_parameters() if not nm.endswith("quantiles")]
     params += [p for nm, p in eb_y.named_parameters() if not nm.endswith("quantiles")]
