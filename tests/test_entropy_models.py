@@ -275,7 +275,7 @@ def test_no_shipped_file_left_unlisted() -> None:
     assert shipped == ["gaussian-context.npz", "taesd-factorized.npz", "taesd-hyperprior.npz"]
     pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
     assert '"data/priors/*"' in pyproject  # shipped as package data
-    assert sum(p.stat().st_size for p in PRIOR_DIR.glob("*.npz")) < 600_000  # small files
+    assert sum(p.stat().st_size for p in PRIOR_DIR.glob("*.npz")) < 750_000  # small files (the hyperprior is ~660 KB)
 
 
 def test_folder_latents_scale_and_cache(tmp_path: Path) -> None:

@@ -8,14 +8,14 @@ an integer mean ``mu`` and log-scale ``ls`` per symbol in units of ``2**-ACT_BIT
 They become a table index with integer operations only::
 
     scale_index = clip((ls - LOG_SCALE_MIN + LOG_SCALE_STEP // 2) // LOG_SCALE_STEP, 0, NUM_SCALES - 1)
-    mq = (mu + 2**(ACT_BITS-1-b)) >> (ACT_BITS-b)    # mean in 2**-b symbols (b = mean_bits, 2 in the shipped prior)
+    mq = (mu + 2**(ACT_BITS-1-b)) >> (ACT_BITS-b)    # mean in 2**-b symbols (b = mean_bits, 3 in the shipped prior)
     table = 2**b * scale_index + (mq & (2**b - 1));  coded value = y - (mq >> b)
 
 With a context model in the prior file (the shipped one has it), ``mu`` and ``ls`` are
 then refined pass by pass from already-decoded symbols, channel by channel and phase by
 phase, by small integer networks (:mod:`latentcodec.entropy.hyper_context`).
 
-The tables (discretised Gaussians for every scale and quarter offset) were turned into
+The tables (discretised Gaussians for every scale and mean offset) were turned into
 integer frequencies when the prior was exported and ship in the prior file.  The
 hyper-analysis output is transmitted, so its float rounding never matters; nothing
 the decoder computes depends on float precision, thread count or device.

@@ -107,16 +107,16 @@ def train(
     name: str,
     *,
     step: float = DEFAULT_STEP,
-    steps: int = 3000,
+    steps: int = 4000,
     batch: int = 8,
     crop: int = 48,
     n: int = 48,
     z_channels: int = 8,
     phases: int = 4,
-    hidden: int = 24,
+    hidden: int = 32,
     kernel: int = 5,
     all_hyper: bool = True,
-    mean_bits: int = 2,
+    mean_bits: int = 3,
     kernel2: int | None = None,
     kernel3: int | None = None,
     lr: float = 2e-3,
@@ -156,7 +156,8 @@ def train(
     params += [p for nm, p in eb_y.named_parameters() if not nm.endswith("quantiles")]
     opt = torch.optim.Adam(params, lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=1e-4)
-    lo_ls, hi_ls = float(hp.LOG_SCALE_MIN), float(hp.LOG_SCALE_MIN + hp.LOG_SCALE_STEP * (hp.NUM_SCALES - 1))
+    # the scales the exported tables cover (natural-log units), so training sees what decoding uses
+    lo_ls, hi_ls = hp.LOG_SCALE_MIN_F, hp.LOG_SCALE_MIN_F + hp.LOG_SCALE_STEP_F * (hp.NUM_SCALES - 1)
     t0 = time.time()
     bar = tqdm(range(steps), desc=f"train {name} priors", disable=not progress, unit="it")
     hist: list[tuple[float, float]] = []
