@@ -20,6 +20,7 @@ def add_parser(sub: Any) -> None:
     t.add_argument("--step", type=float, help="uniform quantizer step the symbols are made with (default: the uniform default)")
     t.add_argument("--steps", type=int, default=4000, help="optimisation steps")
     t.add_argument("--batch", type=int, default=8)
+    t.add_argument("--lr", type=float, default=2e-3, help="peak Adam learning rate (cosine decay to 1e-4)")
     t.add_argument("--crop", type=int, default=48, help="side of the random latent crops")
     t.add_argument("--phases", type=int, choices=[0, 2, 4], default=4, help="spatial phases of the hyperprior's context (0: plain hyperprior)")
     t.add_argument("--hidden", type=int, default=32, help="width of the context networks")
@@ -40,8 +41,8 @@ def run(args: argparse.Namespace) -> int:
     from .latents import folder_latents
     from .train_prior import train
 
-    if args.steps < 1 or args.batch < 1 or args.crop < 8 or not 1 <= args.hidden <= 256:
-        raise StageConfigError("train-prior: --steps and --batch must be >= 1, --crop >= 8 and --hidden in 1..256")
+    if args.steps < 1 or args.batch < 1 or args.crop < 8 or not 1 <= args.hidden <= 256 or not 0 < args.lr <= 1:
+        raise StageConfigError("train-prior: --steps and --batch must be >= 1, --crop >= 8, --hidden in 1..256 and --lr in (0, 1]")
     options: dict[str, Any] = {"device": args.device, "dtype": "float32"}
     if args.model:
         options["model"] = args.model
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = train(
             latents, out, args.name or args.transform, step=args.step or DEFAULT_STEP, steps=args.steps,
-            batch=args.batch, crop=args.crop, phases=args.phases, hidden=args.hidden, kernel=kernel, kernel2=kernel2, kernel3=kernel3, mean_bits=args.mean_bits, seed=args.seed, progress=not args.quiet, threads=args.threads,
+            batch=args.batch, lr=args.lr, crop=args.crop, phases=args.phases, hidden=args.hidden, kernel=kernel, kernel2=kernel2, kernel3=kernel3, mean_bits=args.mean_bits, seed=args.seed, progress=not args.quiet, threads=args.threads,
         )
     except ValueError as exc:
         raise LatentCodecError(f"train-prior: {exc}") from exc
