@@ -10,7 +10,17 @@ from typing import Any
 from ..errors import LatentCodecError, StageConfigError
 
 
+def _train_defaults() -> dict[str, Any]:
+    """:func:`train`'s keyword defaults: the shipped prior's settings live there only."""
+    import inspect
+
+    from .train_prior import train
+
+    return {name: p.default for name, p in inspect.signature(train).parameters.items() if p.default is not p.empty}
+
+
 def add_parser(sub: Any) -> None:
+    d = _train_defaults()
     t = sub.add_parser("train-prior", help="train the ans-factorized / ans-hyperprior priors on a folder of photos")
     t.add_argument("--transform", default="taesd", help="transform whose latents are modelled (taesd, sd-vae, ...)")
     t.add_argument("--model", help="transform weights: hub id or local path (e.g. ../shared/models/taesd)")
@@ -18,15 +28,15 @@ def add_parser(sub: Any) -> None:
     t.add_argument("--out", required=True, help="folder for NAME-factorized.npz and NAME-hyperprior.npz")
     t.add_argument("--name", help="prior name (default: the transform's name)")
     t.add_argument("--step", type=float, help="uniform quantizer step the symbols are made with (default: the uniform default)")
-    t.add_argument("--steps", type=int, default=4000, help="optimisation steps")
-    t.add_argument("--batch", type=int, default=8)
-    t.add_argument("--lr", type=float, default=2e-3, help="peak Adam learning rate (cosine decay to 1e-4)")
-    t.add_argument("--crop", type=int, default=48, help="side of the random latent crops")
-    t.add_argument("--phases", type=int, choices=[0, 2, 4], default=4, help="spatial phases of the hyperprior's context (0: plain hyperprior)")
-    t.add_argument("--hidden", type=int, default=32, help="width of the context networks")
+    t.add_argument("--steps", type=int, default=d["steps"], help="optimisation steps")
+    t.add_argument("--batch", type=int, default=d["batch"])
+    t.add_argument("--lr", type=float, default=d["lr"], help="peak Adam learning rate (cosine decay to 1e-4)")
+    t.add_argument("--crop", type=int, default=d["crop"], help="side of the random latent crops")
+    t.add_argument("--phases", type=int, choices=[0, 2, 4], default=d["phases"], help="spatial phases of the hyperprior's context (0: plain hyperprior)")
+    t.add_argument("--hidden", type=int, default=d["hidden"], help="width of the context networks")
     t.add_argument("--context-kernels", help="kernel sizes of the context networks' 3 layers, e.g. 5,3,3 (default: 5,3,3 with 4 phases, 5,1,1 otherwise)")
-    t.add_argument("--mean-bits", type=int, choices=[0, 1, 2, 3, 4], default=3, help="hyperprior means are rounded to 2**-N symbols")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--mean-bits", type=int, choices=[0, 1, 2, 3, 4], default=d["mean_bits"], help="hyperprior means are rounded to 2**-N symbols")
+    t.add_argument("--seed", type=int, default=d["seed"])
     t.add_argument("--threads", type=int, help="torch CPU threads")
     t.add_argument("--cache", help="latent cache folder (default: OUT/cache)")
     t.add_argument("--image-crop", type=int, default=0, help="centre-crop images to this many pixels a side first (0: whole images); keeps the transform pass short")
@@ -52,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         raise StageConfigError(f"train-prior: --scales must be numbers separated by commas, got {args.scales!r}") from None
     if not scales or any(not 0.05 <= x <= 1.0 for x in scales):
         raise StageConfigError(f"train-prior: each of --scales must be in [0.05, 1], got {args.scales!r}")
-    kernel, kernel2, kernel3 = 5, None, None  # train() picks the later two from --phases
+    kernel, kernel2, kernel3 = _train_defaults()["kernel"], None, None  # train() picks the later two from --phases
     if args.context_kernels is not None:
         try:
             kernels = [int(x) for x in args.context_kernels.split(",")]
