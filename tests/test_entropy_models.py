@@ -262,6 +262,21 @@ def test_training_writes_loadable_priors(tmp_path: Path) -> None:
     assert again["hyperprior_hash"] == result["hyperprior_hash"]  # same seed, same file
 
 
+@pytest.mark.gpu
+def test_training_on_cuda_exports_priors_the_cpu_decodes(tmp_path: Path) -> None:
+    from latentcodec.training.train_prior import train
+
+    rng = np.random.default_rng(1)
+    latents = [np.cumsum(rng.normal(size=(4, 40, 44)).astype(np.float32) * 0.3, axis=2) for _ in range(2)]
+    result = train(latents, tmp_path, "tiny", steps=5, batch=2, crop=16, n=8, z_channels=2, progress=False, device="cuda")
+    symbols = np.rint(latents[1] / 0.5).astype(np.int32)
+    for cls, key in ((ANSFactorizedCoder, "factorized"), (ANSHyperpriorCoder, "hyperprior")):
+        assert all(np.issubdtype(a.dtype, np.integer) for a in load_prior(key, str(result[key])).arrays.values())
+        coder = cls(prior=result[key])  # the CPU codes with what the GPU trained
+        assert np.array_equal(cls(prior=result[key]).decode(coder.encode(symbols), symbols.shape), symbols)
+    assert 0 < result["train_bits_per_symbol_hyperprior"] < 16
+
+
 def test_train_prior_cli_bad_folder_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from latentcodec.cli import main
 

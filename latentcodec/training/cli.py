@@ -41,7 +41,7 @@ def add_parser(sub: Any) -> None:
     t.add_argument("--cache", help="latent cache folder (default: OUT/cache)")
     t.add_argument("--image-crop", type=int, default=0, help="centre-crop images to this many pixels a side first (0: whole images); keeps the transform pass short")
     t.add_argument("--scales", default="1", help="comma-separated image scales to train on, e.g. 1,0.5 (each photo is encoded once per scale)")
-    t.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu", help="where the transform runs")
+    t.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu", help="where the transform runs and the priors train (auto: cuda if present)")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -72,6 +72,9 @@ def run(args: argparse.Namespace) -> int:
             raise StageConfigError(f"train-prior: --context-kernels must be 3 of 1, 3, 5, 7 (the last two 1 unless --phases 4), got {args.context_kernels!r}")
         kernel, kernel2, kernel3 = kernels
     transform = registry.create("transform", args.transform, **options)
+    import torch
+
+    train_device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
     out = Path(args.out)
     latents = []
     for scale in scales:
@@ -79,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = train(
             latents, out, args.name or args.transform, step=args.step or DEFAULT_STEP, steps=args.steps,
-            batch=args.batch, lr=args.lr, crop=args.crop, phases=args.phases, hidden=args.hidden, kernel=kernel, kernel2=kernel2, kernel3=kernel3, mean_bits=args.mean_bits, seed=args.seed, progress=not args.quiet, threads=args.threads,
+            batch=args.batch, lr=args.lr, crop=args.crop, phases=args.phases, hidden=args.hidden, kernel=kernel, kernel2=kernel2, kernel3=kernel3, mean_bits=args.mean_bits, seed=args.seed, progress=not args.quiet, threads=args.threads, device=train_device,
         )
     except ValueError as exc:
         raise LatentCodecError(f"train-prior: {exc}") from exc

@@ -123,6 +123,7 @@ def train(
     seed: int = 0,
     progress: bool = True,
     threads: int | None = None,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Train both priors on ``latents`` and write ``NAME-factorized.npz`` / ``NAME-hyperprior.npz``.
 
@@ -132,6 +133,8 @@ def train(
     spatial/channel context (:mod:`latentcodec.entropy.hyper_context`);
     ``mean_bits`` sets how finely its tables resolve the predicted mean.  The defaults
     are the shipped ``taesd`` prior's (measured on Kodak: see README, "Entropy coders").
+    ``device`` (``cpu`` or ``cuda``) is where the networks train; they are moved back to the
+    CPU before the integer export, so the exported files do not depend on it.
     """
     import torch
     from tqdm import tqdm
@@ -152,6 +155,9 @@ def train(
     later = 3 if phases == 4 else 1
     kernel2, kernel3 = later if kernel2 is None else kernel2, later if kernel3 is None else kernel3
     ctx = hc.torch_context(channels, phases, hidden, kernel, all_hyper, kernel2, kernel3) if phases else None
+    modules = [h_a, h_s, eb_z, gc, eb_y, *([ctx] if ctx is not None else [])]
+    for m in modules:
+        m.to(device)
     params = [p for m in (h_a, h_s, *([ctx] if ctx is not None else [])) for p in m.parameters()] + [p for nm, p in eb_z.named_parameters() if not nm.endswith("quantiles")]
     params += [p for nm, p in eb_y.named_parameters() if not nm.endswith("quantiles")]
     opt = torch.optim.Adam(params, lr=lr)
@@ -160,9 +166,9 @@ def train(
     lo_ls, hi_ls = hp.LOG_SCALE_MIN_F, hp.LOG_SCALE_MIN_F + hp.LOG_SCALE_STEP_F * (hp.NUM_SCALES - 1)
     t0 = time.time()
     bar = tqdm(range(steps), desc=f"train {name} priors", disable=not progress, unit="it")
-    hist: list[tuple[float, float]] = []
+    hist: list[Any] = []  # per-step (hyper, factorized) bits, kept on the device: no sync per step
     for _ in bar:
-        y = torch.from_numpy(_crops(symbols, crop, batch, rng))
+        y = torch.from_numpy(_crops(symbols, crop, batch, rng)).to(device)
         count = y.numel()
         z = h_a(y)
         z_tilde, z_lik = eb_z(z, training=True)
@@ -178,11 +184,13 @@ def train(
         loss.backward()
         opt.step()
         sched.step()
-        hist.append((bits_hyper.item(), bits_fact.item()))
+        hist.append(torch.stack([bits_hyper.detach(), bits_fact.detach()]))
         if len(hist) % 50 == 0:
-            h, f = np.mean(hist[-50:], axis=0)
+            h, f = torch.stack(hist[-50:]).mean(0).tolist()
             bar.set_postfix(hyper=f"{h:.3f}", fact=f"{f:.3f}")
-    h_bits, f_bits = np.mean(hist[-100:], axis=0)
+    h_bits, f_bits = torch.stack(hist[-100:]).mean(0).tolist()
+    for m in modules:
+        m.to("cpu")
     meta = {"step": float(step), "channels": channels, "trained_steps": steps, "crop": crop, "batch": batch, "seed": seed, "name": name}
     out = Path(out_dir)
     fact_tables = export_eb_tables(eb_y, channels)
