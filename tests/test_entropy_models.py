@@ -322,13 +322,13 @@ def test_train_prior_cli_bad_scales_is_one_line(tmp_path: Path, capsys: pytest.C
     assert "--scales" in err and "\n" not in err
 
 
-@pytest.mark.parametrize("lr", ["0", "-1e-3", "2"])
-def test_train_prior_cli_bad_lr_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], lr: str) -> None:
+@pytest.mark.parametrize("option", ["--lr=0", "--lr=-1e-3", "--lr=2", "--hidden=0", "--hidden=300", "--steps=0"])
+def test_train_prior_cli_bad_numbers_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str) -> None:
     from latentcodec.cli import main
 
-    assert main(["train-prior", "--data", str(tmp_path), "--out", str(tmp_path / "o"), f"--lr={lr}"]) != 0
+    assert main(["train-prior", "--data", str(tmp_path), "--out", str(tmp_path / "o"), option]) != 0
     err = capsys.readouterr().err.strip()
-    assert "--lr" in err and "\n" not in err
+    assert option.split("=")[0] in err and "\n" not in err
 
 
 @pytest.mark.parametrize("kernels", ["5,3", "5,4,1", "5,x,1"])
