@@ -277,6 +277,18 @@ def test_training_on_cuda_exports_priors_the_cpu_decodes(tmp_path: Path) -> None
     assert 0 < result["train_bits_per_symbol_hyperprior"] < 16
 
 
+@pytest.mark.parametrize("device", ["tpu", "cuda"])
+def test_training_device_is_checked_before_work(tmp_path: Path, device: str) -> None:
+    from latentcodec.training.train_prior import train
+
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("CUDA is present here, so 'cuda' is a valid device")
+    latents = [np.zeros((4, 16, 16), np.float32)]
+    with pytest.raises(ValueError, match=device):
+        train(latents, tmp_path, "tiny", steps=1, batch=1, crop=16, progress=False, device=device)
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
 def test_train_prior_cli_bad_folder_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from latentcodec.cli import main
 

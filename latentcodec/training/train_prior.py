@@ -141,6 +141,10 @@ def train(
 
     from ..entropy import hyper_context as hc
 
+    if device != "cpu" and not (device == "cuda" or device.startswith("cuda:")):
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    if device != "cpu" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available")
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
