@@ -72,9 +72,6 @@ def run(args: argparse.Namespace) -> int:
             raise StageConfigError(f"train-prior: --context-kernels must be 3 of 1, 3, 5, 7 (the last two 1 unless --phases 4), got {args.context_kernels!r}")
         kernel, kernel2, kernel3 = kernels
     transform = registry.create("transform", args.transform, **options)
-    import torch
-
-    train_device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
     out = Path(args.out)
     latents = []
     for scale in scales:
@@ -82,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = train(
             latents, out, args.name or args.transform, step=args.step or DEFAULT_STEP, steps=args.steps,
-            batch=args.batch, lr=args.lr, crop=args.crop, phases=args.phases, hidden=args.hidden, kernel=kernel, kernel2=kernel2, kernel3=kernel3, mean_bits=args.mean_bits, seed=args.seed, progress=not args.quiet, threads=args.threads, device=train_device,
+            batch=args.batch, lr=args.lr, crop=args.crop, phases=args.phases, hidden=args.hidden, kernel=kernel, kernel2=kernel2, kernel3=kernel3, mean_bits=args.mean_bits, seed=args.seed, progress=not args.quiet, threads=args.threads, device=args.device,
         )
     except ValueError as exc:
         raise LatentCodecError(f"train-prior: {exc}") from exc

@@ -133,18 +133,20 @@ def train(
     spatial/channel context (:mod:`latentcodec.entropy.hyper_context`);
     ``mean_bits`` sets how finely its tables resolve the predicted mean.  The defaults
     are the shipped ``taesd`` prior's (measured on Kodak: see README, "Entropy coders").
-    ``device`` (``cpu`` or ``cuda``) is where the networks train; they are moved back to the
-    CPU before the integer export, so the exported files do not depend on it.
+    ``device`` (``cpu``, ``cuda[:N]`` or ``auto``) is where the networks train; they move
+    back to the CPU before the integer export, so the exported files do not depend on it.
     """
     import torch
     from tqdm import tqdm
 
     from ..entropy import hyper_context as hc
+    from ..errors import StageConfigError
+    from ..models import resolve_device
 
-    if device != "cpu" and not (device == "cuda" or device.startswith("cuda:")):
-        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
-    if device != "cpu" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available")
+    try:
+        torch_device = resolve_device(device)
+    except StageConfigError as exc:
+        raise ValueError(str(exc)) from None
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -161,7 +163,7 @@ def train(
     ctx = hc.torch_context(channels, phases, hidden, kernel, all_hyper, kernel2, kernel3) if phases else None
     modules = [h_a, h_s, eb_z, gc, eb_y, *([ctx] if ctx is not None else [])]
     for m in modules:
-        m.to(device)
+        m.to(torch_device)
     params = [p for m in (h_a, h_s, *([ctx] if ctx is not None else [])) for p in m.parameters()] + [p for nm, p in eb_z.named_parameters() if not nm.endswith("quantiles")]
     params += [p for nm, p in eb_y.named_parameters() if not nm.endswith("quantiles")]
     opt = torch.optim.Adam(params, lr=lr)
@@ -172,7 +174,7 @@ def train(
     bar = tqdm(range(steps), desc=f"train {name} priors", disable=not progress, unit="it")
     hist: list[Any] = []  # per-step (hyper, factorized) bits, kept on the device: no sync per step
     for _ in bar:
-        y = torch.from_numpy(_crops(symbols, crop, batch, rng)).to(device)
+        y = torch.from_numpy(_crops(symbols, crop, batch, rng)).to(torch_device)
         count = y.numel()
         z = h_a(y)
         z_tilde, z_lik = eb_z(z, training=True)
