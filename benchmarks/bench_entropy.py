@@ -19,7 +19,16 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("LATENTCODEC_SHARED", ROOT.parent / "shared"))
 CACHE = Path(os.environ.get("LATENTCODEC_CACHE", Path.home() / ".cache" / "latentcodec"))
-CODERS = ("zlib", "ans", "ans-factorized", "ans-hyperprior", "ans-context")
+CODERS = ("zlib", "ans", "ans-factorized", "ans-hyperprior", "ans-hyperprior:refine_z=30", "ans-context")
+
+
+def create(label: str):  # type: ignore[no-untyped-def]
+    """``name`` or ``name:key=value,...`` (encoder-side options) -> an entropy coder."""
+    from latentcodec import registry
+    from latentcodec.codec import parse_options
+
+    name, _, options = label.partition(":")
+    return registry.create("entropy_coder", name, **parse_options(options.split(",") if options else []))
 
 
 def kodak_symbols() -> list[np.ndarray]:
@@ -36,11 +45,9 @@ def kodak_symbols() -> list[np.ndarray]:
 
 def measure(symbols: list[np.ndarray], coders: tuple[str, ...] = CODERS) -> dict[str, dict[str, float]]:
     """Totals per coder; every decode is checked to return the exact symbols."""
-    from latentcodec import registry
-
     out: dict[str, dict[str, float]] = {}
     for name in coders:
-        coder = registry.create("entropy_coder", name)
+        coder = create(name)
         decoder = type(coder).from_config(type(coder).config_from_wire(coder.wire_params()))
         total = ideal = enc_s = dec_s = 0.0
         per_image = []
@@ -65,12 +72,12 @@ def measure(symbols: list[np.ndarray], coders: tuple[str, ...] = CODERS) -> dict
 
 def table(results: dict[str, dict[str, float]], n_images: int, pixels: int) -> str:
     ans, zl = results["ans"]["bytes"], results["zlib"]["bytes"]
-    lines = [f"{'coder':<16}{'bytes':>9}{'bpp':>8}{'vs ans':>8}{'vs zlib':>8}{'ideal':>10}{'overhead':>9}{'enc ms':>8}{'dec ms':>8}"]
+    lines = [f"{'coder':<28}{'bytes':>9}{'bpp':>8}{'vs ans':>8}{'vs zlib':>8}{'ideal':>10}{'overhead':>9}{'enc ms':>8}{'dec ms':>8}"]
     for name, r in results.items():
         over = f"{100 * (r['bytes'] / r['ideal_bytes'] - 1):+.2f}%" if r["ideal_bytes"] else "-"
         ideal = f"{r['ideal_bytes']:.0f}" if r["ideal_bytes"] else "-"
         lines.append(
-            f"{name:<16}{r['bytes']:>9.0f}{8 * r['bytes'] / pixels:>8.4f}{100 * (r['bytes'] / ans - 1):>+7.1f}%"
+            f"{name:<28}{r['bytes']:>9.0f}{8 * r['bytes'] / pixels:>8.4f}{100 * (r['bytes'] / ans - 1):>+7.1f}%"
             f"{100 * (r['bytes'] / zl - 1):>+7.1f}%{ideal:>10}{over:>9}{r['encode_ms']:>8.1f}{r['decode_ms']:>8.1f}"
         )
     return "\n".join(lines) + f"\n({n_images} Kodak images, per-image times, bytes are totals)"

@@ -226,6 +226,66 @@ def test_integer_context_computes_what_training_computed(kernel2: int) -> None:
             np.testing.assert_allclose((ls_h[c][sel] + dls) / scale, ls_f[0, c].numpy()[sel], atol=0.05)
 
 
+@pytest.mark.parametrize("shape", [(4, 40, 56), (4, 13, 21)])
+def test_refined_z_decodes_exactly_and_never_costs_more(shape) -> None:  # type: ignore[no-untyped-def]
+    """``refine_z`` only changes which ``z`` the encoder sends: a plain decoder reads it
+    exactly, and the coder never keeps a ``z`` whose exact code length is larger."""
+    symbols = latent_like(shape, seed=21)
+    plain, refined = ANSHyperpriorCoder(), ANSHyperpriorCoder(refine_z=8)
+    assert refined.wire_params() == plain.wire_params()  # nothing about it in the stream
+    data = refined.encode(symbols)
+    assert np.array_equal(wire_decoder(plain).decode(data, shape), symbols)
+    assert refined.ideal_bits(symbols) <= plain.ideal_bits(symbols)
+    assert len(data) <= 1.01 * refined.ideal_bits(symbols) / 8 + 8
+
+
+def test_refine_z_saves_bytes_on_a_real_latent(taesd, kodak_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    from latentcodec.imageio import to_tensor
+    from latentcodec.quantizers.uniform import UniformQuantizer
+
+    image = to_tensor(kodak_dir / "kodim23.png")[..., :256, 256:512]
+    symbols = UniformQuantizer().quantize(taesd.analysis(image)[0].numpy()).symbols
+    plain = ANSHyperpriorCoder().ideal_bits(symbols)
+    refined = ANSHyperpriorCoder(refine_z=20).ideal_bits(symbols)
+    assert refined < plain, (refined, plain)
+
+
+def test_float_twin_computes_what_the_integer_decoder_computes() -> None:
+    """The refinement's float networks are the decoder's integer ones, up to fixed point."""
+    from latentcodec.entropy import hyper_context as hc
+    from latentcodec.entropy.hyper_refine import float_twin
+
+    m = ANSHyperpriorCoder().model
+    shape = (4, 24, 32)
+    y = latent_like(shape, seed=8).astype(np.int64)
+    z = np.rint(m.analysis(y, "cpu", "float32")[0].numpy()).astype(np.int64)
+    mu_h, ls_h = m.hyper(z, shape)
+    h_s, ctx = float_twin(m)
+    scale = float(1 << hc.ACT_BITS)
+    with torch.no_grad():
+        mu_f, ls_f = h_s(torch.from_numpy(z).float()[None]).chunk(2, dim=1)
+        mu_f, ls_f = mu_f[..., : shape[1], : shape[2]], ls_f[..., : shape[1], : shape[2]]
+        np.testing.assert_allclose(mu_f[0].numpy(), mu_h / scale, atol=0.05)
+        np.testing.assert_allclose(ls_f[0].numpy(), ls_h / scale, atol=0.05)
+        ic = m.context
+        mu_c, ls_c = hc.torch_context_forward(ctx, torch.from_numpy(y).float()[None], mu_f, ls_f, ic.phases, ic.order, ic.all_hyper)
+    phase = hc.phase_map(shape[1], shape[2], ic.phases)
+    for k, c in enumerate(ic.order):
+        for p in range(ic.phases):
+            dmu, dls = ic.refine(ic.group_inputs(y, mu_h, ls_h, phase, k, p), k * ic.phases + p)
+            sel = phase == p
+            np.testing.assert_allclose((mu_h[c][sel] + dmu) / scale, mu_c[0, c].numpy()[sel], atol=0.1)
+            np.testing.assert_allclose((ls_h[c][sel] + dls) / scale, ls_c[0, c].numpy()[sel], atol=0.1)
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, True, "10", 10**6])
+def test_bad_refine_z_is_a_config_error(value) -> None:  # type: ignore[no-untyped-def]
+    from latentcodec.errors import StageConfigError
+
+    with pytest.raises(StageConfigError, match="refine_z"):
+        ANSHyperpriorCoder(refine_z=value)
+
+
 @pytest.mark.gpu
 def test_hyperprior_cuda_encode_cpu_decode_and_back() -> None:
     symbols = latent_like((4, 48, 72), seed=12)

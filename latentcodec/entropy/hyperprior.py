@@ -144,7 +144,8 @@ class _Model:
                 raise StageConfigError(f"{prior.path.name}: bad context (order {order}, phases {ctx['phases']})")
             self.context = IntContext(prior, self.channels, int(ctx["phases"]), order, bool(ctx.get("all_hyper", False)))
 
-    def analysis(self, y: np.ndarray, device: str, dtype: str) -> np.ndarray:
+    def analysis(self, y: np.ndarray, device: str, dtype: str):  # type: ignore[no-untyped-def]
+        """The hyper-analysis output before rounding: a ``(1, Cz, hz, wz)`` tensor on ``device``."""
         import torch
         import torch.nn.functional as F
 
@@ -162,8 +163,7 @@ class _Model:
                 x = F.conv2d(x, w, b, stride=stride, padding=w.shape[-1] // 2)
                 if i < 2:
                     x = F.relu(x)
-        z = torch.round(x.float()).clamp(-(1 << 15), 1 << 15).to("cpu")
-        return z[0].numpy().astype(np.int64)
+        return x.float()
 
     def z_shape(self, shape: tuple[int, ...]) -> tuple[int, int, int]:
         return (self.z_channels, -(-int(shape[1]) // 4), -(-int(shape[2]) // 4))
@@ -196,6 +196,20 @@ class _Model:
         return None if k < 0 or self.context is None else self.context.order[k]
 
 
+#: Most encoder-side refinement steps ``refine_z`` accepts (each is one float pass of the decoder's networks).
+MAX_REFINE_STEPS = 1000
+
+
+def _round_z(z_float) -> np.ndarray:  # type: ignore[no-untyped-def]
+    import torch
+
+    return torch.round(z_float).clamp(-(1 << 15), 1 << 15)[0].to("cpu").numpy().astype(np.int64)
+
+
+def _parts_bits(parts: list[tuple[np.ndarray, np.ndarray, TableSet]]) -> float:
+    return sum(ideal_bits(v, t, ts) for v, t, ts in parts)
+
+
 class ANSHyperpriorCoder(EntropyCoder):
     """Mean-scale hyperprior with channel/spatial context (trained on TAESD symbols at step 0.5) + rANS.
 
@@ -215,16 +229,20 @@ class ANSHyperpriorCoder(EntropyCoder):
     name: ClassVar[str] = "ans-hyperprior"
     version: ClassVar[int] = 1
     #: Where to find the model file is a runtime choice; the stream carries its hash.
-    runtime_options: ClassVar[frozenset[str]] = frozenset({"device", "dtype", "prior"})
+    runtime_options: ClassVar[frozenset[str]] = frozenset({"device", "dtype", "prior", "refine_z"})
     prior_kind: ClassVar[str] = "hyperprior"
 
-    def __init__(self, prior: str = "taesd", device: str = "cpu", dtype: str = "float32") -> None:
+    def __init__(self, prior: str = "taesd", device: str = "cpu", dtype: str = "float32", refine_z: int = 0) -> None:
         if not isinstance(prior, str) or not prior:
             raise StageConfigError(f"{self.name}: prior must be a name or path, got {prior!r}")
+        if isinstance(refine_z, bool) or not isinstance(refine_z, int) or not 0 <= refine_z <= MAX_REFINE_STEPS:
+            raise StageConfigError(f"{self.name}: refine_z must be an int in 0..{MAX_REFINE_STEPS}, got {refine_z!r}")
         self.prior = prior
         self.device = device
         self.dtype = dtype
+        self.refine_z = refine_z
         self._model: _Model | None = None
+        self._refined: tuple[bytes, np.ndarray] | None = None  # (symbols digest, chosen z): encode after ideal_bits reuses it
 
     @property
     def model(self) -> _Model:
@@ -250,7 +268,26 @@ class ANSHyperpriorCoder(EntropyCoder):
             raise StageInputError(f"{self.name}: expected integer symbols, got {y.dtype}")
         self._check(y.shape)
         y = y.astype(np.int64)
-        z = m.analysis(y, self.device, self.dtype)
+        z_float = m.analysis(y, self.device, self.dtype)
+        z = _round_z(z_float)
+        if not self.refine_z:
+            return self._parts_with(y, z)
+        import hashlib
+
+        from .hyper_refine import refine_z
+
+        key = hashlib.sha256(y.tobytes() + repr(y.shape).encode()).digest()
+        if self._refined is not None and self._refined[0] == key:
+            return self._parts_with(y, self._refined[1])
+        plain = self._parts_with(y, z)
+        refined = self._parts_with(y, refine_z(m, y, z_float, self.refine_z))
+        # the float search only steers; keep its z only if the exact code length is smaller
+        best = refined if _parts_bits(refined) < _parts_bits(plain) else plain
+        self._refined = (key, best[0][0])
+        return best
+
+    def _parts_with(self, y: np.ndarray, z: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, TableSet]]:
+        m = self.model
         mu_h, ls_h = m.hyper(z, y.shape)
         z_table = np.broadcast_to(np.arange(m.z_channels)[:, None, None], z.shape)
         parts = [(z, z_table, m.z_tables)]
@@ -270,7 +307,7 @@ class ANSHyperpriorCoder(EntropyCoder):
 
     def ideal_bits(self, symbols: np.ndarray) -> float:
         """The model's cross-entropy of ``symbols`` in bits (hyper-latent included)."""
-        return sum(ideal_bits(v, t, ts) for v, t, ts in self._parts(symbols))
+        return _parts_bits(self._parts(symbols))
 
     def decode(self, data: bytes, shape: tuple[int, ...]) -> np.ndarray:
 

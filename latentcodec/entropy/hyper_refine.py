@@ -1,0 +1,141 @@
+"""Encoder-side refinement of ``ans-hyperprior``'s hyper-latent ``z``.
+
+The hyper-analysis is *amortised*: one forward pass guesses a ``z`` for any image.  The
+decoder never sees how ``z`` was chosen, only ``z`` itself, so the encoder is free to
+search for a ``z`` that codes this image's symbols in fewer bits (Campos et al. 2019,
+Yang et al. 2020).  :func:`refine_z` runs a few Adam steps on ``z`` through a float
+twin of the decoder's integer networks (same weights, float arithmetic), with
+straight-through rounding, and returns the rounded ``z`` whose estimated total code
+length (``y`` under the refined Gaussians plus ``z`` under its tables) was smallest.
+
+Nothing here touches the format or exactness: the stream still carries an integer ``z``
+and the decoder reproduces every table choice in integer arithmetic, so a refined ``z``
+decodes bit-exactly anywhere.  The float estimate only steers the search; the coder
+keeps the refined ``z`` only when its exact code length is smaller (see
+:class:`~latentcodec.entropy.hyperprior.ANSHyperpriorCoder`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .hyper_context import ACT_BITS
+
+if TYPE_CHECKING:
+    from .hyperprior import _Model
+
+
+def _float_conv(conv: Any, w: np.ndarray, b: np.ndarray, shift: int) -> None:
+    """Set ``conv`` to the float value of an integer layer: ``w * 2**-shift``, ``b * 2**-(shift + ACT_BITS)``."""
+    import torch
+
+    with torch.no_grad():
+        conv.weight.copy_(torch.from_numpy(w.astype(np.float64) * 2.0**-shift))
+        conv.bias.copy_(torch.from_numpy(b.astype(np.float64) * 2.0 ** -(shift + ACT_BITS)))
+
+
+def float_twin(model: "_Model") -> tuple[Any, Any]:
+    """``(h_s, context)`` torch modules with the float values of the prior's integer weights."""
+    import torch.nn as nn
+
+    from . import hyperprior as hp
+    from .hyper_context import torch_context
+
+    p = model.prior
+    n = int(p["hs0_w"].shape[0])
+    h_s = hp.torch_hyper_synthesis(model.channels, n, model.z_channels)
+    for i, conv in enumerate(m for m in h_s if isinstance(m, nn.Conv2d)):
+        _float_conv(conv, p[f"hs{i}_w"], p[f"hs{i}_b"], int(p[f"hs{i}_shift"][0]))
+    ctx = None
+    if model.context is not None:
+        meta = p.meta["context"]
+        ic = model.context
+        ctx = torch_context(model.channels, ic.phases, int(meta["hidden"]), int(meta["kernel"]), ic.all_hyper, int(meta["kernel2"]), int(meta["kernel3"]))
+        for g, net in enumerate(ctx):
+            for layer, conv in enumerate(m for m in net if isinstance(m, nn.Conv2d)):
+                w, b, shift = ic.nets[g][layer]
+                _float_conv(conv, w, b, shift)
+    return h_s.float(), (ctx.float() if ctx is not None else None)
+
+
+def z_cost_table(model: "_Model") -> tuple[np.ndarray, int]:
+    """Bits of every integer ``z`` value per channel, ``(Cz, K)`` starting at the returned
+    value; the first and last columns are the escape cost (anything outside the tables)."""
+    ts = model.z_tables
+    lo = int((ts.lo).min()) - 1
+    hi = int((ts.lo + ts.n - 2).max()) + 1
+    cost = np.empty((len(ts.n), hi - lo + 1))
+    for c in range(len(ts.n)):
+        f = ts.freqs[c, : ts.n[c]].astype(np.float64)
+        bits = ts.bits - np.log2(np.maximum(f, 1))
+        cost[c] = bits[-1] + 32.0  # escape: the escape entry plus two 16-bit words
+        first = int(ts.lo[c]) - lo
+        cost[c, first : first + int(ts.n[c]) - 1] = bits[:-1]
+    return cost, lo
+
+
+def refine_z(model: "_Model", y: np.ndarray, z_start: Any, steps: int, lr: float = 0.05) -> np.ndarray:
+    """The integer ``z`` with the smallest estimated code length seen in ``steps`` Adam steps.
+
+    ``z_start`` is the hyper-analysis output *before* rounding, ``(1, Cz, hz, wz)`` float
+    tensor on the device to optimise on; ``y`` the integer symbols ``(C, h, w)``.  Step 0
+    (the plain rounded analysis) is a candidate too.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from . import hyperprior as hp
+    from .hyper_context import torch_context_forward
+
+    dev = z_start.device
+    with torch.inference_mode(False), torch.enable_grad():
+        h_s, ctx = (m.to(dev) if m is not None else None for m in float_twin(model))
+        for m in (h_s, ctx):
+            if m is not None:
+                m.requires_grad_(False)
+        c, h, w = (int(n) for n in y.shape)
+        eh, ew = h + h % 2, w + w % 2  # the 4-phase twin needs an even grid; padding reads as zeros
+        yt = F.pad(torch.from_numpy(np.asarray(y, dtype=np.float32)).to(dev)[None], (0, ew - w, 0, eh - h))
+        inside = torch.zeros((1, 1, eh, ew), device=dev)
+        inside[..., :h, :w] = 1.0
+        cost, lo = z_cost_table(model)
+        cost_t = torch.from_numpy(cost.astype(np.float32)).to(dev)
+        k = cost.shape[1]
+        lo_ls = hp.LOG_SCALE_MIN_F
+        hi_ls = hp.LOG_SCALE_MIN_F + hp.LOG_SCALE_STEP_F * (hp.NUM_SCALES - 1)
+        order = list(model.context.order) if model.context is not None else []
+        phases = model.context.phases if model.context is not None else 0
+        all_hyper = model.context.all_hyper if model.context is not None else False
+
+        def z_bits(zv: Any) -> Any:
+            x = (zv[0] - lo).clamp(0, k - 1.001).flatten(1)  # (Cz, n), linear between integers
+            i = x.floor().long()
+            f = x - i
+            return ((1 - f) * cost_t.gather(1, i) + f * cost_t.gather(1, i + 1)).sum()
+
+        def y_bits(zr: Any) -> Any:
+            mu, ls = h_s(zr).chunk(2, dim=1)
+            mu, ls = mu[..., :eh, :ew] * inside, ls[..., :eh, :ew] * inside
+            if ctx is not None:
+                mu, ls = torch_context_forward(ctx, yt, mu, ls, phases, order, all_hyper)
+            s = torch.exp(ls.clamp(lo_ls, hi_ls)) * 2.0**0.5
+            p = 0.5 * (torch.erf((yt + 0.5 - mu) / s) - torch.erf((yt - 0.5 - mu) / s))
+            return -(torch.log2(p.clamp_min(1e-9)) * inside).sum()
+
+        z = z_start.detach().float().clone().requires_grad_(True)
+        opt = torch.optim.Adam([z], lr=lr)
+        best, best_z = float("inf"), torch.round(z.detach())
+        for step in range(steps + 1):
+            zr = z + (torch.round(z) - z).detach()  # straight-through rounding
+            ybits = y_bits(zr)
+            estimate = float(ybits.detach() + z_bits(zr.detach()))
+            if estimate < best:
+                best, best_z = estimate, torch.round(z.detach())
+            if step == steps:
+                break
+            opt.zero_grad()
+            (ybits + z_bits(z)).backward()
+            opt.step()
+    return best_z[0].clamp(-(1 << 15), 1 << 15).to("cpu").numpy().astype(np.int64)
