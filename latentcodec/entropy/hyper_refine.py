@@ -36,9 +36,9 @@ def _float_conv(conv: Any, w: np.ndarray, b: np.ndarray, shift: int) -> None:
         conv.bias.copy_(torch.from_numpy(b.astype(np.float64) * 2.0 ** -(shift + ACT_BITS)))
 
 
-def float_twin(model: "_Model") -> tuple[Any, Any]:
+def float_twin(model: _Model) -> tuple[Any, Any]:
     """``(h_s, context)`` torch modules with the float values of the prior's integer weights."""
-    import torch.nn as nn
+    from torch import nn
 
     from . import hyperprior as hp
     from .hyper_context import torch_context
@@ -60,7 +60,7 @@ def float_twin(model: "_Model") -> tuple[Any, Any]:
     return h_s.float(), (ctx.float() if ctx is not None else None)
 
 
-def z_cost_table(model: "_Model") -> tuple[np.ndarray, int]:
+def z_cost_table(model: _Model) -> tuple[np.ndarray, int]:
     """Bits of every integer ``z`` value per channel, ``(Cz, K)`` starting at the returned
     value; the first and last columns are the escape cost (anything outside the tables)."""
     ts = model.z_tables
@@ -76,7 +76,7 @@ def z_cost_table(model: "_Model") -> tuple[np.ndarray, int]:
     return cost, lo
 
 
-def refine_z(model: "_Model", y: np.ndarray, z_start: Any, steps: int, lr: float = 0.05) -> np.ndarray:
+def refine_z(model: _Model, y: np.ndarray, z_start: Any, steps: int, lr: float = 0.05) -> np.ndarray:
     """The integer ``z`` with the smallest estimated code length seen in ``steps`` Adam steps.
 
     ``z_start`` is the hyper-analysis output *before* rounding, ``(1, Cz, hz, wz)`` float
@@ -95,7 +95,7 @@ def refine_z(model: "_Model", y: np.ndarray, z_start: Any, steps: int, lr: float
         for m in (h_s, ctx):
             if m is not None:
                 m.requires_grad_(False)
-        c, h, w = (int(n) for n in y.shape)
+        h, w = (int(n) for n in y.shape[1:])
         eh, ew = h + h % 2, w + w % 2  # the 4-phase twin needs an even grid; padding reads as zeros
         yt = F.pad(torch.from_numpy(np.asarray(y, dtype=np.float32)).to(dev)[None], (0, ew - w, 0, eh - h))
         inside = torch.zeros((1, 1, eh, ew), device=dev)
