@@ -5,7 +5,9 @@ with their neighbours and across the 4 latent channels.  Following the channel-
 conditional (Minnen & Singh 2020) and checkerboard (He et al. 2021) designs, the symbols
 are decoded in ``C * P`` *groups*, one pass each and vectorised over the whole grid:
 channel by channel, and inside a channel by spatial phase (``P = 4``: positions
-``(even, even)``, ``(odd, odd)``, ``(even, odd)``, ``(odd, even)``; ``P = 2``: the
+``(even, even)``, ``(odd, odd)``, ``(even, odd)``, ``(odd, even)``; ``P = 7``: the same,
+with the ``(even, even)`` phase first split the same way on its own subgrid, so that
+only 1/16 of the symbols see no neighbour of their own channel; ``P = 2``: the
 checkerboard ``(i + j) % 2``).  Group ``(k, p)`` refines the hyperprior's mean and
 log-scale of channel ``order[k]`` with a small network that sees
 
@@ -14,8 +16,8 @@ log-scale of channel ``order[k]`` with a small network that sees
 * this channel's symbols of phases ``< p`` (the others read as 0).
 
 The network (``kernel`` x ``kernel`` conv, ReLU, conv, ReLU, conv to ``(dmu, dls)``; with
-4 phases the first layer is evaluated at the group's own positions only and the later
-layers run on that half-resolution subgrid, so a 3x3 there sees 5x5 latent pixels) runs
+4 or 7 phases the first layer is evaluated at the group's own positions only and the later
+layers run on that subgrid, so a 3x3 there sees 5x5 latent pixels, 9x9 on a quarter-resolution one) runs
 in the same fixed point as the hyper-synthesis (:mod:`latentcodec.entropy.hyperprior`): integer weights,
 floor shifts, clips, so the decoder reproduces the encoder's table choice bit for bit.
 """
@@ -41,28 +43,55 @@ def phase_map(h: int, w: int, phases: int) -> np.ndarray:
     [[0, 2, 0], [3, 1, 3]]
     >>> phase_map(2, 3, 2).tolist()
     [[0, 1, 0], [1, 0, 1]]
+    >>> phase_map(4, 4, 7).tolist()
+    [[0, 5, 2, 5], [6, 4, 6, 4], [3, 5, 1, 5], [6, 4, 6, 4]]
     """
-    i = np.arange(h)[:, None] % 2
-    j = np.arange(w)[None, :] % 2
+    i = np.arange(h)[:, None]
+    j = np.arange(w)[None, :]
     if phases == 2:
         out = ((i + j) % 2).astype(np.int64)
-    elif phases == 4:
-        out = np.where(i == 0, np.where(j == 0, 0, 2), np.where(j == 0, 3, 1)).astype(np.int64)
+    elif phases in (4, 7):
+        out = np.zeros((h, w), dtype=np.int64)
+        for p in range(phases):
+            stride, di, dj = phase_grid(phases, p)
+            out[di::stride, dj::stride] = p
     else:
-        raise ValueError(f"phases must be 2 or 4, got {phases}")
+        raise ValueError(f"phases must be 2, 4 or 7, got {phases}")
     out.flags.writeable = False
     return out
 
+
+#: Phase counts whose passes run their later layers on the phase's own subgrid.
+SUBGRID_PHASES = (4, 7)
 
 #: Phase of a 4-phase grid -> its ``(row, column)`` offset in every 2x2 block.
 PHASE_OFFSETS = ((0, 0), (1, 1), (0, 1), (1, 0))
 
 
-def conv_int(x: np.ndarray, w: np.ndarray, b: np.ndarray, offset: tuple[int, int] | None = None) -> np.ndarray:
+def phase_grid(phases: int, p: int) -> tuple[int, int, int]:
+    """``(stride, row offset, column offset)`` of the positions of phase ``p`` (4 or 7 phases).
+
+    With 7 phases the first 2x2 phase is itself split in four on its own subgrid, so 3/4
+    of those positions are coded with same-channel neighbours two pixels away.
+
+    >>> [phase_grid(7, p) for p in range(7)]
+    [(4, 0, 0), (4, 2, 2), (4, 0, 2), (4, 2, 0), (2, 1, 1), (2, 0, 1), (2, 1, 0)]
+    """
+    if phases == 4:
+        return (2, *PHASE_OFFSETS[p])
+    if phases == 7:
+        if p < 4:
+            di, dj = PHASE_OFFSETS[p]
+            return 4, 2 * di, 2 * dj
+        return (2, *PHASE_OFFSETS[p - 3])
+    raise ValueError(f"phases {phases} have no subgrids")
+
+
+def conv_int(x: np.ndarray, w: np.ndarray, b: np.ndarray, grid: tuple[int, int, int] | None = None) -> np.ndarray:
     """Exact integer 'same' convolution (odd kernel, zero padding) of ``x (C, h, w)``.
 
-    With ``offset = (di, dj)`` only the outputs at rows ``di::2`` and columns ``dj::2``
-    are computed (one phase of a 4-phase grid): the same numbers, a quarter of the work.
+    With ``grid = (stride, di, dj)`` only the outputs at rows ``di::stride`` and columns
+    ``dj::stride`` are computed (one phase's subgrid): the same numbers, less work.
     Activations are clipped to ``2**24`` and weights to ``2**11``, so every product and
     partial sum is an integer below ``2**53`` and float64 BLAS is exact in any order.
 
@@ -71,22 +100,23 @@ def conv_int(x: np.ndarray, w: np.ndarray, b: np.ndarray, offset: tuple[int, int
     >>> w = np.full((1, 1, 3, 3), 2, np.int64)
     >>> conv_int(x, w, np.array([1])).tolist()
     [[[17, 31, 25], [17, 31, 25]]]
-    >>> conv_int(x, w, np.array([1]), offset=(1, 0)).tolist()
+    >>> conv_int(x, w, np.array([1]), grid=(2, 1, 0)).tolist()
     [[[17, 25]]]
     """
     from numpy.lib.stride_tricks import sliding_window_view
 
     c, h, wd = x.shape
-    if offset is not None:
-        h, wd = max(h - offset[0] + 1, 0) // 2, max(wd - offset[1] + 1, 0) // 2
+    if grid is not None:
+        st, di, dj = grid
+        h, wd = len(range(di, h, st)), len(range(dj, wd, st))
     if h == 0 or wd == 0:  # a phase with no positions (1-pixel-wide images)
         return np.zeros((w.shape[0], h, wd), dtype=np.int64)
     k = w.shape[-1]
     r = k // 2
     xp = (np.pad(x, ((0, 0), (r, r), (r, r))) if r else x).astype(np.float64)
     win = sliding_window_view(xp, (k, k), axis=(1, 2))  # (C, h, w, k, k)
-    if offset is not None:
-        win = win[:, offset[0] :: 2, offset[1] :: 2]
+    if grid is not None:
+        win = win[:, grid[1] :: grid[0], grid[2] :: grid[0]]
     oh, ow = win.shape[1:3]
     cols = win.transpose(1, 2, 0, 3, 4).reshape(oh * ow, c * k * k)
     acc = cols @ w.reshape(w.shape[0], -1).T.astype(np.float64)
@@ -145,15 +175,15 @@ class IntContext:
 
     def refine(self, inputs: np.ndarray, g: int) -> tuple[np.ndarray, np.ndarray]:
         """``(dmu, dls)`` of group ``g``, in ``2**-ACT_BITS`` units, at the group's positions
-        in row-major order (4 phases: only that phase's subgrid is computed)."""
-        offset = PHASE_OFFSETS[g % self.phases] if self.phases == 4 else None
+        in row-major order (4 or 7 phases: only that phase's subgrid is computed)."""
+        grid = phase_grid(self.phases, g % self.phases) if self.phases in SUBGRID_PHASES else None
         a = inputs
         for layer, (w, b, shift) in enumerate(self.nets[g]):
-            a = conv_int(a, w, b, offset if layer == 0 else None) >> shift
+            a = conv_int(a, w, b, grid if layer == 0 else None) >> shift
             if layer < self.LAYERS - 1:
                 a = np.maximum(a, 0)
             a = np.clip(a, -ACT_LIMIT, ACT_LIMIT)
-        if offset is None:
+        if grid is None:
             sel = phase_map(inputs.shape[1], inputs.shape[2], self.phases) == g % self.phases
             return a[0][sel], a[1][sel]
         return a[0].ravel(), a[1].ravel()
@@ -163,12 +193,12 @@ def torch_context(channels: int, phases: int, hidden: int, kernel: int = 3, all_
     """The float group networks trained by ``latentcodec train-prior`` (one per group).
 
     ``kernel2`` / ``kernel3 > 1`` make the middle / last layer spatial too; they then run
-    on the group's own positions (the phase subgrid), which needs 4 phases.
+    on the group's own positions (the phase subgrid), which needs 4 or 7 phases.
     """
     from torch import nn
 
-    if max(kernel2, kernel3) > 1 and phases != 4:
-        raise ValueError("spatial later layers (kernel2, kernel3 > 1) need 4 phases")
+    if max(kernel2, kernel3) > 1 and phases not in SUBGRID_PHASES:
+        raise ValueError("spatial later layers (kernel2, kernel3 > 1) need 4 or 7 phases")
     nets = nn.ModuleList()
     for k in range(channels):
         for p in range(phases):
@@ -183,22 +213,20 @@ def torch_context(channels: int, phases: int, hidden: int, kernel: int = 3, all_
 def torch_context_forward(nets, y, mu_h, ls_h, phases: int, order: list[int], all_hyper: bool = False):  # type: ignore[no-untyped-def]
     """Float twin of the decoding passes with teacher forcing: ``(mu, ls)`` for all of ``y``.
 
-    With 4 phases (``y`` even-sized, as training crops are), each group's first convolution
-    runs with stride 2 at its own phase only, the later layers on that subgrid, and the
-    phases are interleaved back by a pixel shuffle, exactly as the decoder computes them.
+    With 4 or 7 phases each group's first convolution runs strided at its own phase's
+    positions only, the later layers on that subgrid, and the results are written back to
+    those positions, exactly as the decoder computes them.
     """
     import torch
     import torch.nn.functional as F
 
     h, w = y.shape[-2:]
     phase = torch.tensor(phase_map(int(h), int(w), phases), device=y.device)
-    subgrid = phases == 4
-    if subgrid and (h % 2 or w % 2):
-        raise ValueError(f"4-phase training needs even-sized crops, got {h}x{w}")
+    subgrid = phases in SUBGRID_PHASES
     mus, lss = [torch.zeros_like(y[:, 0])] * y.shape[1], [torch.zeros_like(y[:, 0])] * y.shape[1]
     for k, c in enumerate(order):
         prev = y[:, order[:k]]
-        outs = []
+        o = y.new_zeros((y.shape[0], 2, h, w))
         for p in range(phases):
             parts = [mu_h, ls_h, prev] if all_hyper else [mu_h[:, c : c + 1], ls_h[:, c : c + 1], prev]
             if p:
@@ -208,19 +236,11 @@ def torch_context_forward(nets, y, mu_h, ls_h, phases: int, order: list[int], al
             if subgrid:
                 first = net[0]
                 r = first.kernel_size[0] // 2
-                di, dj = PHASE_OFFSETS[p]
+                st, di, dj = phase_grid(phases, p)
                 xp = F.pad(x, (r, r, r, r))[:, :, di:, dj:]
-                outs.append(net[1:](F.conv2d(xp, first.weight, first.bias, stride=2)))
+                o[:, :, di::st, dj::st] = net[1:](F.conv2d(xp, first.weight, first.bias, stride=st))
             else:
-                o = net(x)
-                sel = (phase == p).to(y.dtype)
-                outs.append(o * sel)
-        if subgrid:
-            # pixel_shuffle puts channel 2*di + dj at offset (di, dj)
-            by_offset = [outs[PHASE_OFFSETS.index((di, dj))] for di in (0, 1) for dj in (0, 1)]
-            o = F.pixel_shuffle(torch.stack(by_offset, 2).flatten(1, 2), 2)
-        else:
-            o = sum(outs)
+                o = o + net(x) * (phase == p).to(y.dtype)
         mus[c] = mu_h[:, c] + o[:, 0]
         lss[c] = ls_h[:, c] + o[:, 1]
     return torch.stack(mus, 1), torch.stack(lss, 1)

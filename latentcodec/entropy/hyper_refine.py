@@ -84,7 +84,6 @@ def refine_z(model: _Model, y: np.ndarray, z_start: Any, steps: int, lr: float =
     (the plain rounded analysis) is a candidate too.
     """
     import torch
-    import torch.nn.functional as F
 
     from . import hyperprior as hp
     from .hyper_context import torch_context_forward
@@ -96,10 +95,7 @@ def refine_z(model: _Model, y: np.ndarray, z_start: Any, steps: int, lr: float =
             if m is not None:
                 m.requires_grad_(False)
         h, w = (int(n) for n in y.shape[1:])
-        eh, ew = h + h % 2, w + w % 2  # the 4-phase twin needs an even grid; padding reads as zeros
-        yt = F.pad(torch.from_numpy(np.asarray(y, dtype=np.float32)).to(dev)[None], (0, ew - w, 0, eh - h))
-        inside = torch.zeros((1, 1, eh, ew), device=dev)
-        inside[..., :h, :w] = 1.0
+        yt = torch.from_numpy(np.asarray(y, dtype=np.float32)).to(dev)[None]
         cost, lo = z_cost_table(model)
         cost_t = torch.from_numpy(cost.astype(np.float32)).to(dev)
         k = cost.shape[1]
@@ -117,12 +113,12 @@ def refine_z(model: _Model, y: np.ndarray, z_start: Any, steps: int, lr: float =
 
         def y_bits(zr: Any) -> Any:
             mu, ls = h_s(zr).chunk(2, dim=1)
-            mu, ls = mu[..., :eh, :ew] * inside, ls[..., :eh, :ew] * inside
+            mu, ls = mu[..., :h, :w], ls[..., :h, :w]
             if ctx is not None:
                 mu, ls = torch_context_forward(ctx, yt, mu, ls, phases, order, all_hyper)
             s = torch.exp(ls.clamp(lo_ls, hi_ls)) * 2.0**0.5
             p = 0.5 * (torch.erf((yt + 0.5 - mu) / s) - torch.erf((yt - 0.5 - mu) / s))
-            return -(torch.log2(p.clamp_min(1e-9)) * inside).sum()
+            return -torch.log2(p.clamp_min(1e-9)).sum()
 
         z = z_start.detach().float().clone().requires_grad_(True)
         opt = torch.optim.Adam([z], lr=lr)

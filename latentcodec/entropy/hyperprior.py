@@ -140,7 +140,7 @@ class _Model:
             from .hyper_context import IntContext
 
             order = [int(c) for c in ctx["order"]]
-            if sorted(order) != list(range(self.channels)) or int(ctx["phases"]) not in (2, 4):
+            if sorted(order) != list(range(self.channels)) or int(ctx["phases"]) not in (2, 4, 7):
                 raise StageConfigError(f"{prior.path.name}: bad context (order {order}, phases {ctx['phases']})")
             self.context = IntContext(prior, self.channels, int(ctx["phases"]), order, bool(ctx.get("all_hyper", False)))
 

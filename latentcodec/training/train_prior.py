@@ -107,12 +107,12 @@ def train(
     name: str,
     *,
     step: float = DEFAULT_STEP,
-    steps: int = 4000,
+    steps: int = 4300,
     batch: int = 8,
     crop: int = 48,
-    n: int = 48,
+    n: int = 24,
     z_channels: int = 8,
-    phases: int = 4,
+    phases: int = 7,
     hidden: int = 32,
     kernel: int = 5,
     all_hyper: bool = True,
@@ -127,8 +127,8 @@ def train(
 ) -> dict[str, Any]:
     """Train both priors on ``latents`` and write ``NAME-factorized.npz`` / ``NAME-hyperprior.npz``.
 
-    ``phases`` (2 or 4; 0 for none), ``hidden``, ``kernel``, ``kernel2``, ``kernel3``
-    (the context networks' layer kernels; the later two default to 3 with 4 phases, where
+    ``phases`` (2, 4 or 7; 0 for none), ``hidden``, ``kernel``, ``kernel2``, ``kernel3``
+    (the context networks' layer kernels; the later two default to 3 with 4 or 7 phases, where
     they run on the phase subgrid, and to 1 otherwise) and ``all_hyper`` shape the hyperprior's
     spatial/channel context (:mod:`latentcodec.entropy.hyper_context`);
     ``mean_bits`` sets how finely its tables resolve the predicted mean.  The defaults
@@ -158,7 +158,7 @@ def train(
     channels = symbols[0].shape[0]
     h_a, h_s, eb_z, gc, eb_y = _torch_models(channels, n, z_channels)
     order = list(range(channels))
-    later = 3 if phases == 4 else 1
+    later = 3 if phases in hc.SUBGRID_PHASES else 1
     kernel2, kernel3 = later if kernel2 is None else kernel2, later if kernel3 is None else kernel3
     ctx = hc.torch_context(channels, phases, hidden, kernel, all_hyper, kernel2, kernel3) if phases else None
     modules = [h_a, h_s, eb_z, gc, eb_y, *([ctx] if ctx is not None else [])]
