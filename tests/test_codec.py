@@ -84,6 +84,19 @@ def test_from_preset_with_overrides_and_routing(taesd_dir: Path) -> None:
         Codec.from_preset("taesd-ans", model=str(taesd_dir), step=-1)
 
 
+def test_hyperprior_preset_round_trips_and_is_smaller(taesd_dir: Path, kodak_dir: Path) -> None:
+    from latentcodec.imageio import to_tensor
+
+    image = to_tensor(kodak_dir / "kodim23.png")[..., :192, 256:512]
+    small = Codec.from_preset("taesd-hyperprior", model=str(taesd_dir))
+    assert small.entropy_coder.name == "ans-hyperprior" and small.entropy_coder.refine_z > 0
+    plain = Codec.from_preset("taesd-ans", model=str(taesd_dir))
+    data = small.compress(image)
+    assert len(data) < len(plain.compress(image))
+    # the plain taesd-ans chain decodes it to the same image: only the coder differs
+    assert torch.equal(decompress(data, model=str(taesd_dir), as_tensor=True), plain.decompress(plain.compress(image), as_tensor=True))
+
+
 def test_decompress_rebuilds_the_chain_from_the_header(taesd_codec: Codec, kodim23_stream: bytes, kodim23_decoded: torch.Tensor, taesd_dir: Path) -> None:
     a = kodim23_decoded
     b = decompress(kodim23_stream, model=str(taesd_dir), device="cpu", as_tensor=True)
