@@ -292,6 +292,8 @@ def test_hyperprior_cuda_encode_cpu_decode_and_back() -> None:
     for dtype in ("float16", "bfloat16", "float32"):
         data = ANSHyperpriorCoder(device="cuda", dtype=dtype).encode(symbols)
         assert np.array_equal(wire_decoder(ANSHyperpriorCoder()).decode(data, symbols.shape), symbols)
+    refined = ANSHyperpriorCoder(device="cuda", dtype="float16", refine_z=5).encode(symbols)  # the z search runs on CUDA
+    assert np.array_equal(wire_decoder(ANSHyperpriorCoder()).decode(refined, symbols.shape), symbols)
     data = ANSHyperpriorCoder(device="cpu").encode(symbols)
     gpu_decoder = ANSHyperpriorCoder.from_config({**ANSHyperpriorCoder.config_from_wire(ANSHyperpriorCoder().wire_params()), "device": "cuda"})
     assert np.array_equal(gpu_decoder.decode(data, symbols.shape), symbols)
