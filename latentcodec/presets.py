@@ -31,8 +31,8 @@ PRESETS: dict[str, Preset] = {
             {"transform": "taesd", "quantizer": "uint8", "entropy_coder": "ans", "refiner": "vae"},
         ),
         # The smallest TAESD streams: the learned hyperprior with channel and 7-phase spatial
-        # context, plus 30 encoder-side refinement steps of its hyper-latent (on Kodak 145,097
-        # vs 145,864 bytes, for ~2.4 s more encoding per image on 2 CPU cores; decoding is
+        # context, plus 30 encoder-side refinement steps of its hyper-latent (on Kodak 145,033
+        # vs 145,864 bytes, for ~1.9 s more encoding per image on 2 CPU cores; decoding is
         # unchanged).  README, "Entropy coders and their priors".
         Preset(
             "taesd-hyperprior",

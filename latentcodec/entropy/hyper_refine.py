@@ -76,7 +76,7 @@ def z_cost_table(model: _Model) -> tuple[np.ndarray, int]:
     return cost, lo
 
 
-def refine_z(model: _Model, y: np.ndarray, z_start: Any, steps: int, lr: float = 0.05) -> np.ndarray:
+def refine_z(model: _Model, y: np.ndarray, z_start: Any, steps: int, lr: float = 0.2) -> np.ndarray:
     """The integer ``z`` with the smallest estimated code length seen in ``steps`` Adam steps.
 
     ``z_start`` is the hyper-analysis output *before* rounding, ``(1, Cz, hz, wz)`` float
