@@ -215,7 +215,9 @@ class ANSHyperpriorCoder(EntropyCoder):
 
     ``prior`` is a shipped prior name, a ``.npz`` path from ``latentcodec train-prior``
     or, when read from a stream, ``#`` and the prior's content hash.  ``device`` and
-    ``dtype`` only choose where the encoder's hyper-analysis runs.
+    ``dtype`` only choose where the encoder's hyper-analysis runs.  ``refine_z > 0``
+    spends that many gradient steps searching for a cheaper hyper-latent
+    (:mod:`latentcodec.entropy.hyper_refine`); the stream and its decoding are unchanged.
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
