@@ -34,7 +34,7 @@ def add_parser(sub: Any) -> None:
     t.add_argument("--crop", type=int, default=d["crop"], help="side of the random latent crops")
     t.add_argument("--phases", type=int, choices=[0, 2, 4, 7], default=d["phases"], help="spatial phases of the hyperprior's context (0: plain hyperprior)")
     t.add_argument("--hidden", type=int, default=d["hidden"], help="width of the context networks")
-    t.add_argument("--context-kernels", help="kernel sizes of the context networks' 3 layers, e.g. 5,3,3 (default: 5,3,3 with 4 phases, 5,1,1 otherwise)")
+    t.add_argument("--context-kernels", help="kernel sizes of the context networks' 3 layers, e.g. 5,3,3 (default: 5,3,3 with 4 or 7 phases, 5,1,1 otherwise)")
     t.add_argument("--mean-bits", type=int, choices=[0, 1, 2, 3, 4], default=d["mean_bits"], help="hyperprior means are rounded to 2**-N symbols")
     t.add_argument("--seed", type=int, default=d["seed"])
     t.add_argument("--threads", type=int, help="torch CPU threads")
