@@ -50,19 +50,21 @@ def phase_map(h: int, w: int, phases: int) -> np.ndarray:
     j = np.arange(w)[None, :]
     if phases == 2:
         out = ((i + j) % 2).astype(np.int64)
-    elif phases in (4, 7):
+    elif phases in SUBGRID_PHASES:
         out = np.zeros((h, w), dtype=np.int64)
         for p in range(phases):
             stride, di, dj = phase_grid(phases, p)
             out[di::stride, dj::stride] = p
     else:
-        raise ValueError(f"phases must be 2, 4 or 7, got {phases}")
+        raise ValueError(f"phases must be one of {PHASE_COUNTS}, got {phases}")
     out.flags.writeable = False
     return out
 
 
 #: Phase counts whose passes run their later layers on the phase's own subgrid.
 SUBGRID_PHASES = (4, 7)
+#: Every phase count a prior file may use.
+PHASE_COUNTS = (2, *SUBGRID_PHASES)
 
 #: Phase of a 4-phase grid -> its ``(row, column)`` offset in every 2x2 block.
 PHASE_OFFSETS = ((0, 0), (1, 1), (0, 1), (1, 0))

@@ -137,10 +137,10 @@ class _Model:
         ctx = prior.meta.get("context")
         self.context = None
         if ctx:
-            from .hyper_context import IntContext
+            from .hyper_context import PHASE_COUNTS, IntContext
 
             order = [int(c) for c in ctx["order"]]
-            if sorted(order) != list(range(self.channels)) or int(ctx["phases"]) not in (2, 4, 7):
+            if sorted(order) != list(range(self.channels)) or int(ctx["phases"]) not in PHASE_COUNTS:
                 raise StageConfigError(f"{prior.path.name}: bad context (order {order}, phases {ctx['phases']})")
             self.context = IntContext(prior, self.channels, int(ctx["phases"]), order, bool(ctx.get("all_hyper", False)))
 
@@ -282,9 +282,13 @@ class ANSHyperpriorCoder(EntropyCoder):
         if self._refined is not None and self._refined[0] == key:
             return self._parts_with(y, self._refined[1])
         plain = self._parts_with(y, z)
-        refined = self._parts_with(y, refine_z(m, y, z_float, self.refine_z))
-        # the float search only steers; keep its z only if the exact code length is smaller
-        best = refined if _parts_bits(refined) < _parts_bits(plain) else plain
+        z_refined = refine_z(m, y, z_float, self.refine_z)
+        best = plain
+        if not np.array_equal(z_refined, z):
+            refined = self._parts_with(y, z_refined)
+            # the float search only steers; keep its z only if the exact code length is smaller
+            if _parts_bits(refined) < _parts_bits(plain):
+                best = refined
         self._refined = (key, best[0][0])
         return best
 

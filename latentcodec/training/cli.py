@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..entropy.hyper_context import PHASE_COUNTS, SUBGRID_PHASES
 from ..errors import LatentCodecError, StageConfigError
 
 
@@ -32,7 +33,7 @@ def add_parser(sub: Any) -> None:
     t.add_argument("--batch", type=int, default=d["batch"])
     t.add_argument("--lr", type=float, default=d["lr"], help="peak Adam learning rate (cosine decay to 1e-4)")
     t.add_argument("--crop", type=int, default=d["crop"], help="side of the random latent crops")
-    t.add_argument("--phases", type=int, choices=[0, 2, 4, 7], default=d["phases"], help="spatial phases of the hyperprior's context (0: plain hyperprior)")
+    t.add_argument("--phases", type=int, choices=[0, *PHASE_COUNTS], default=d["phases"], help="spatial phases of the hyperprior's context (0: plain hyperprior)")
     t.add_argument("--hidden", type=int, default=d["hidden"], help="width of the context networks")
     t.add_argument("--context-kernels", help="kernel sizes of the context networks' 3 layers, e.g. 5,3,3 (default: 5,3,3 with 4 or 7 phases, 5,1,1 otherwise)")
     t.add_argument("--mean-bits", type=int, choices=[0, 1, 2, 3, 4], default=d["mean_bits"], help="hyperprior means are rounded to 2**-N symbols")
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
             kernels = [int(x) for x in args.context_kernels.split(",")]
         except ValueError:
             kernels = []
-        if len(kernels) != 3 or any(k not in (1, 3, 5, 7) for k in kernels) or (args.phases not in (4, 7) and max(kernels[1:]) > 1):
+        if len(kernels) != 3 or any(k not in (1, 3, 5, 7) for k in kernels) or (args.phases not in SUBGRID_PHASES and max(kernels[1:]) > 1):
             raise StageConfigError(f"train-prior: --context-kernels must be 3 of 1, 3, 5, 7 (the last two 1 unless --phases 4 or 7), got {args.context_kernels!r}")
         kernel, kernel2, kernel3 = kernels
     transform = registry.create("transform", args.transform, **options)
