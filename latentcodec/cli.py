@@ -201,20 +201,10 @@ def cmd_train_prior(args: argparse.Namespace) -> int:
 COMMANDS["train-prior"] = cmd_train_prior
 
 
-def _quiet_libraries() -> None:
-    """Model libraries log advice (accelerate, deprecations) to stderr; the CLI's
-    contract is one line per error, so keep only their errors."""
-    import logging
-    import warnings
-
-    for name in ("diffusers", "transformers", "huggingface_hub"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", category=UserWarning, module="huggingface_hub")
-    warnings.filterwarnings("ignore", category=FutureWarning)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    _quiet_libraries()
+    from .runtime import quiet_libraries
+
+    quiet_libraries()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

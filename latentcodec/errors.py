@@ -75,6 +75,10 @@ class WeightsMismatchError(ModelError):
     """The stream was made with other transform weights than the ones loaded."""
 
 
+class PriorMismatchError(ModelError):
+    """The stream was made with a prior (learned entropy model) that is not installed here."""
+
+
 # --- images and files ------------------------------------------------------------
 class ImageError(LatentCodecError):
     """An input image cannot be used."""
@@ -94,3 +98,16 @@ class OutputExistsError(LatentCodecError):
 
 class RateControlError(LatentCodecError):
     """No setting of the rate parameter meets the requested budget."""
+
+
+# --- evaluation ------------------------------------------------------------------
+class EvalError(LatentCodecError):
+    """An evaluation step cannot produce its result."""
+
+
+class MetricError(EvalError):
+    """A quality metric cannot be computed for these images (its tool failed, too small, ...)."""
+
+
+class BDRateError(EvalError):
+    """Two rate-distortion curves cannot be compared (too few points, no overlap, bad values)."""

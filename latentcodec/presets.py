@@ -68,7 +68,7 @@ PRESETS: dict[str, Preset] = {
         # in the SD decoder's sensitivity metric (palette.SD_DECODER_METRIC, measured on
         # train-photos), which alone lifts 192 colours by +0.58 dB PSNR / +0.021 MS-SSIM; half
         # dithering (0.5) decodes better than full; the compact palette code and the
-        # neighbour-predicted ranks + log-binned rANS (latentcodec/entropy/palette_ctx.py)
+        # neighbour-predicted ranks + log-binned rANS (latentcodec/entropy/binned.py)
         # replace zlib.  112 colours then beat buhlmann-2022 on both metrics (+0.25 dB,
         # +0.0065) with 27% fewer bytes; 96 colours still did (+0.17 dB, +0.0023) at -30%.
         Preset(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from latentcodec.entropy.ans import ANSCoder, ans_words_to_bytes
+from latentcodec.entropy.ans import ANSCoder
+from latentcodec.entropy.rans import words_to_bytes as ans_words_to_bytes
 from latentcodec.entropy.tables import quantize_counts, zigzag, unzigzag
 from latentcodec.entropy.zlib_coder import ZlibCoder
 from latentcodec.errors import CorruptStreamError, StageConfigError, StageInputError, TruncatedStreamError

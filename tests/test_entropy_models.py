@@ -12,7 +12,7 @@ import torch
 
 from latentcodec import bitstream, registry
 from latentcodec.codec import decode_symbols
-from latentcodec.entropy.context import ANSContextCoder
+from latentcodec.entropy.pyramid import ANSContextCoder
 from latentcodec.entropy.factorized import ANSFactorizedCoder
 from latentcodec.entropy.hyperprior import ANSHyperpriorCoder
 from latentcodec.entropy.priors import PRIOR_DIR, PriorMismatchError, load_prior
@@ -200,7 +200,7 @@ def test_hyperprior_context_uses_only_decoded_symbols() -> None:
 def test_integer_context_computes_what_training_computed(phases: int, kernel2: int, size: tuple[int, int]) -> None:
     """The decoder's integer passes must be the trained float networks, up to fixed-point
     rounding: same inputs, same positions, same (subgrid) layout of the later layers."""
-    from latentcodec.entropy import hyper_context as hc
+    from latentcodec.entropy.hyperprior import context as hc
 
     torch.manual_seed(0)
     channels, order = 4, [0, 1, 2, 3]
@@ -252,8 +252,8 @@ def test_refine_z_saves_bytes_on_a_real_latent(taesd, kodak_dir: Path) -> None: 
 
 def test_float_twin_computes_what_the_integer_decoder_computes() -> None:
     """The refinement's float networks are the decoder's integer ones, up to fixed point."""
-    from latentcodec.entropy import hyper_context as hc
-    from latentcodec.entropy.hyper_refine import float_twin
+    from latentcodec.entropy.hyperprior import context as hc
+    from latentcodec.entropy.hyperprior.refine import float_twin
 
     m = ANSHyperpriorCoder().model
     shape = (4, 24, 32)
@@ -421,7 +421,7 @@ def test_train_prior_cli_bad_context_kernels_is_one_line(tmp_path: Path, capsys:
 
 
 def test_spatial_later_context_layers_need_a_phase_subgrid() -> None:
-    from latentcodec.entropy.hyper_context import torch_context
+    from latentcodec.entropy.hyperprior.context import torch_context
 
     with pytest.raises(ValueError, match="4 or 7 phases"):
         torch_context(4, 2, hidden=4, kernel=3, kernel2=3)

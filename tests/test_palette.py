@@ -7,7 +7,8 @@ import pytest
 
 from latentcodec import Codec, bitstream
 from latentcodec.codec import decode_latent, describe
-from latentcodec.entropy.palette_ctx import BinnedANSCoder, bin_start_width, decode_sorted_palette, encode_sorted_palette, to_bins
+from latentcodec.entropy.binned import BinnedANSCoder, bin_start_width, to_bins
+from latentcodec.quantizers.palette.side_info import decode_sorted_palette, encode_sorted_palette
 from latentcodec.errors import CorruptStreamError, StageConfigError, StageInputError
 from latentcodec.quantizers.palette import PaletteQuantizer, indices_to_ranks, ranks_to_indices
 from tests.conftest import identity_transform

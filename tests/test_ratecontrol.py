@@ -33,7 +33,7 @@ def test_uniform_step_search_hits_budget(latent: np.ndarray, target: int) -> Non
 
 
 def test_palette_size_search(latent: np.ndarray) -> None:
-    from latentcodec.entropy.palette_ctx import BinnedANSCoder
+    from latentcodec.entropy.binned import BinnedANSCoder
 
     codec = Codec(identity_transform(), PaletteQuantizer(symbols="rank", palette_coding="compact"), BinnedANSCoder())
     full = len(codec.compress_latent(latent, (256, 192)))

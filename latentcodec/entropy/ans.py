@@ -14,36 +14,10 @@ import numpy as np
 from ..bitstream import Reader
 from ..errors import CorruptStreamError, StageConfigError, StageInputError
 from ..stages import EntropyCoder
+from .rans import ReverseEncoder, ans_decoder, categorical
 from .tables import MAX_ALPHABET, quantize_counts, read_table, write_table
 
 DEFAULT_TABLE_BITS = 12
-
-
-def ans_words_to_bytes(words: np.ndarray) -> bytes:
-    """Little-endian words with trailing zero bytes dropped (restored on read)."""
-    return np.asarray(words, dtype="<u4").tobytes().rstrip(b"\x00")
-
-
-def bytes_to_ans_words(data: bytes) -> np.ndarray:
-    padded = data + b"\x00" * (-len(data) % 4)
-    return np.frombuffer(padded, dtype="<u4").astype(np.uint32)
-
-
-def ans_decoder(data: bytes):  # type: ignore[no-untyped-def]
-    """A constriction ``AnsCoder`` over serialised words; malformed words are a stream error."""
-    import constriction
-
-    try:
-        return constriction.stream.stack.AnsCoder(bytes_to_ans_words(data))
-    except (ValueError, RuntimeError) as exc:  # e.g. "never ends in a zero word"
-        raise CorruptStreamError(f"ANS words are malformed ({exc})") from exc
-
-
-def categorical(freqs: np.ndarray, precision_bits: int):  # type: ignore[no-untyped-def]
-    import constriction
-
-    probs = freqs.astype(np.float64) / float(1 << precision_bits)  # exact dyadic values
-    return constriction.stream.model.Categorical(probs, perfect=False)
 
 
 class ANSCoder(EntropyCoder):
@@ -77,8 +51,6 @@ class ANSCoder(EntropyCoder):
         return {"table_bits": params[0]}
 
     def encode(self, symbols: np.ndarray) -> bytes:
-        import constriction
-
         s = np.asarray(symbols)
         if s.ndim < 1 or s.size == 0 or not np.issubdtype(s.dtype, np.integer):
             raise StageInputError(f"ans: expected a non-empty integer array, got {s.dtype} {s.shape}")
@@ -96,14 +68,13 @@ class ANSCoder(EntropyCoder):
             freqs = quantize_counts(counts, self.table_bits)
             header += write_table(lo, freqs)
             plans.append((row - lo, freqs))
-        encoder = constriction.stream.stack.AnsCoder()
-        for shifted, freqs in reversed(plans):
-            if len(freqs) > 1:
-                encoder.encode_reverse(shifted.astype(np.int32), categorical(freqs, self.table_bits))
-        return bytes(header) + ans_words_to_bytes(encoder.get_compressed())
+        encoder = ReverseEncoder()
+        for shifted, freqs in plans:
+            if len(freqs) > 1:  # a constant channel takes no words
+                encoder.add(shifted, categorical(freqs, self.table_bits))
+        return bytes(header) + encoder.finish()
 
     def decode(self, data: bytes, shape: tuple[int, ...]) -> np.ndarray:
-
         if len(shape) < 1 or any(int(n) <= 0 for n in shape):
             raise StageInputError(f"ans: bad shape {shape}")
         n_channels = int(shape[0])

@@ -12,8 +12,8 @@ from typing import ClassVar
 import numpy as np
 
 from ..errors import StageInputError
-from .ans import ans_words_to_bytes, ans_decoder
 from .priors import PartDecoder, PriorTableCoder, encode_parts, ideal_bits
+from .rans import ans_decoder
 
 
 class ANSFactorizedCoder(PriorTableCoder):
@@ -49,12 +49,8 @@ class ANSFactorizedCoder(PriorTableCoder):
         return s.astype(np.int64)
 
     def encode(self, symbols: np.ndarray) -> bytes:
-        import constriction
-
         s = self._values(symbols)
-        encoder = constriction.stream.stack.AnsCoder()
-        encode_parts(encoder, [(s, self._table_ids(s.shape), self.tables)])
-        return ans_words_to_bytes(encoder.get_compressed())
+        return encode_parts([(s, self._table_ids(s.shape), self.tables)])
 
     def ideal_bits(self, symbols: np.ndarray) -> float:
         """The model's cross-entropy of ``symbols`` in bits."""
@@ -62,7 +58,6 @@ class ANSFactorizedCoder(PriorTableCoder):
         return ideal_bits(s, self._table_ids(s.shape), self.tables)
 
     def decode(self, data: bytes, shape: tuple[int, ...]) -> np.ndarray:
-
         ids = self._table_ids(tuple(shape))
         dec = PartDecoder(ans_decoder(data))
         values = dec.part(ids, self.tables)

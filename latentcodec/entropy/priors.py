@@ -25,18 +25,16 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import CorruptStreamError, ModelError, StageConfigError
+from ..errors import CorruptStreamError, ModelError, PriorMismatchError, StageConfigError
 from ..stages import EntropyCoder
+from .rans import ReverseEncoder, categorical, uniform
+from .tables import pmf_to_freqs, unzigzag_array, zigzag_array
 
 TABLE_BITS = 16
 PRIOR_DIR = Path(__file__).resolve().parents[1] / "data" / "priors"
 #: Extra folders (``os.pathsep``-separated) searched for priors, e.g. your own training runs.
 PRIOR_PATH_ENV = "LATENTCODEC_PRIORS"
 HASH_BYTES = 4
-
-
-class PriorMismatchError(ModelError):
-    """The stream was made with a prior (learned model) that is not installed here."""
 
 
 # --- files -----------------------------------------------------------------------
@@ -148,23 +146,6 @@ def prior_from_wire(kind: str, params: bytes) -> str:
 
 
 # --- integer tables ----------------------------------------------------------------
-def pmf_to_freqs(pmf: np.ndarray, bits: int = TABLE_BITS) -> np.ndarray:
-    """Float pmf (escape last) -> integer frequencies >= 1 summing to ``2**bits``.
-
-    Runs only when a prior is exported; the shipped integers are what coders use.
-    """
-    pmf = np.maximum(np.asarray(pmf, dtype=np.float64), 0.0)
-    total = 1 << bits
-    n = len(pmf)
-    spare = total - n
-    freqs = 1 + np.floor(pmf / pmf.sum() * spare).astype(np.int64)
-    rest = total - int(freqs.sum())
-    order = np.argsort(-(pmf / pmf.sum() * spare - np.floor(pmf / pmf.sum() * spare)), kind="stable")
-    freqs[order[:rest]] += 1
-    assert int(freqs.sum()) == total and freqs.min() >= 1
-    return freqs
-
-
 @dataclass(frozen=True)
 class TableSet:
     """``freqs (T, K)`` zero-padded, ``lo (T,)`` first value, ``n (T,)`` entries incl. escape."""
@@ -210,72 +191,51 @@ def ideal_bits(values: np.ndarray, table: np.ndarray, ts: TableSet) -> float:
     return float(np.sum(ts.bits - np.log2(f)) + 32 * int(esc.sum()))
 
 
-def _model(freqs: np.ndarray, bits: int):  # type: ignore[no-untyped-def]
-    import constriction
+def encode_parts(parts: list[tuple[np.ndarray, np.ndarray, TableSet]]) -> bytes:
+    """ANS words of ``(values, table_ids, tables)`` parts; :class:`PartDecoder` pops them in order.
 
-    return constriction.stream.model.Categorical(freqs.astype(np.float64) / float(1 << bits), perfect=False)
-
-
-def _zigzag32(v: np.ndarray) -> np.ndarray:
-    v = v.astype(np.int64)
-    return np.where(v >= 0, v << 1, ((-v) << 1) - 1).astype(np.uint64)
-
-
-def _unzigzag32(u: np.ndarray) -> np.ndarray:
-    u = u.astype(np.int64)
-    return np.where(u & 1, -((u + 1) >> 1), u >> 1)
-
-
-def encode_parts(encoder, parts: list[tuple[np.ndarray, np.ndarray, TableSet]]) -> None:  # type: ignore[no-untyped-def]
-    """Push ``(values, table_ids, tables)`` parts on an ANS stack; decode in the same order.
-
-    Within a part the grouped table symbols come first, then the part's escape words, so
-    a decoder has every value of a part before it derives the next part's contexts.
+    Inside a part the symbols are grouped by table id (ascending), then the part's escape
+    words follow, so a decoder has every value of a part before it derives the next
+    part's contexts.
     """
-    import constriction
-
-    uni = constriction.stream.model.Uniform(1 << 16)
-    for values, table, ts in reversed(parts):
+    encoder = ReverseEncoder()
+    for values, table, ts in parts:
         values, table = values.ravel(), table.ravel()
         idx, esc = _indices(values, table, ts)
-        words = _zigzag32(values[esc])
-        if words.size:
-            if (words >= (1 << 32)).any():
-                raise ValueError("symbol too large to escape")
-            pairs = np.stack([(words >> 16) & 0xFFFF, words & 0xFFFF], axis=1).ravel().astype(np.int32)
-            encoder.encode_reverse(pairs, uni)
         order = np.argsort(table, kind="stable")
         uniq, starts = np.unique(table[order], return_index=True)
         bounds = list(starts) + [len(order)]
-        for k in range(len(uniq) - 1, -1, -1):
-            t = int(uniq[k])
-            sel = idx[order[bounds[k] : bounds[k + 1]]]
-            encoder.encode_reverse(sel.astype(np.int32), _model(ts.freqs[t, : ts.n[t]], ts.bits))
+        for k, t in enumerate(uniq.tolist()):
+            encoder.add(idx[order[bounds[k] : bounds[k + 1]]], categorical(ts.freqs[t, : ts.n[t]], ts.bits))
+        words = zigzag_array(values[esc])
+        if words.size:
+            if (words >= (1 << 32)).any():
+                raise ValueError("symbol too large to escape")
+            encoder.add(np.stack([(words >> 16) & 0xFFFF, words & 0xFFFF], axis=1).ravel(), uniform(1 << 16))
+    return encoder.finish()
 
 
 class PartDecoder:
-    """Pops the parts :func:`encode_parts` pushed, in order; :meth:`finish` checks the end."""
+    """Pops the parts :func:`encode_parts` coded, in order; :meth:`finish` checks the end."""
 
     def __init__(self, decoder) -> None:  # type: ignore[no-untyped-def]
         self.decoder = decoder
 
     def part(self, table: np.ndarray, ts: TableSet) -> np.ndarray:
         """The int64 values coded with these table ids (flattened)."""
-        import constriction
-
         table = table.ravel()
         order = np.argsort(table, kind="stable")
         uniq, starts, counts = np.unique(table[order], return_index=True, return_counts=True)
         idx = np.empty(len(table), dtype=np.int64)
         try:
             for t, s, c in zip(uniq.tolist(), starts.tolist(), counts.tolist()):
-                idx[order[s : s + c]] = self.decoder.decode(_model(ts.freqs[t, : ts.n[t]], ts.bits), c)
+                idx[order[s : s + c]] = self.decoder.decode(categorical(ts.freqs[t, : ts.n[t]], ts.bits), c)
             values = idx + ts.lo[table]
             esc = idx == ts.n[table] - 1
             k = int(esc.sum())
             if k:
-                pairs = self.decoder.decode(constriction.stream.model.Uniform(1 << 16), 2 * k).astype(np.int64)
-                values[esc] = _unzigzag32((pairs[0::2] << 16) | pairs[1::2])
+                pairs = self.decoder.decode(uniform(1 << 16), 2 * k).astype(np.int64)
+                values[esc] = unzigzag_array((pairs[0::2] << 16) | pairs[1::2])
         except Exception as exc:
             raise CorruptStreamError(f"entropy payload cannot be decoded ({exc})") from exc
         if k and np.abs(values[esc]).max() > (1 << 30):
@@ -288,13 +248,15 @@ class PartDecoder:
 
 
 class PriorTableCoder(EntropyCoder):
-    """Base of coders driven by one shipped table file (``prior``), named in the stream by hash.
+    """Base of coders driven by one shipped prior file (``prior``), named in the stream by hash.
 
     Where the file is found is a runtime choice; what travels is its content hash, so a
-    decoder with another version of the model refuses the stream.
+    decoder with another version of the model refuses the stream.  Subclasses set
+    :attr:`prior_kind` and read what they need from :attr:`prior_file` (by default the
+    ``y`` table set, :attr:`tables`).
     """
 
-    #: ``load_prior`` kind of the file this coder reads (``"factorized"``, ``"context"``).
+    #: ``load_prior`` kind of the file this coder reads (``"factorized"``, ``"context"``, ...).
     prior_kind: ClassVar[str]
     runtime_options: ClassVar[frozenset[str]] = frozenset({"prior"})
 
@@ -302,22 +264,26 @@ class PriorTableCoder(EntropyCoder):
         if not isinstance(prior, str) or not prior:
             raise StageConfigError(f"{self.name}: prior must be a name or path, got {prior!r}")
         self.prior = prior
+        self._prior_file: Prior | None = None
         self._tables: TableSet | None = None
-        self._digest = b""
+
+    @property
+    def prior_file(self) -> Prior:
+        """The loaded prior file (read once)."""
+        if self._prior_file is None:
+            self._prior_file = load_prior(self.prior_kind, self.prior)
+        return self._prior_file
 
     @property
     def tables(self) -> TableSet:
-        """The integer tables (loaded once, with the file's hash)."""
+        """The prior's ``y`` integer tables."""
         if self._tables is None:
-            loaded = load_prior(self.prior_kind, self.prior)
-            self._tables, self._digest = TableSet.from_prior(loaded, "y"), loaded.digest
+            self._tables = TableSet.from_prior(self.prior_file, "y")
         return self._tables
 
     def wire_params(self) -> bytes:
-        self.tables  # noqa: B018 - loads the prior and its hash
-        return self._digest
+        return self.prior_file.digest
 
     @classmethod
     def config_from_wire(cls, params: bytes) -> dict[str, Any]:
         return {"prior": prior_from_wire(cls.name, params)}
-

@@ -1,7 +1,10 @@
-"""Integer probability tables: built from histograms, serialised compactly.
+"""Integer probability tables: zigzag integers, frequency normalisation, compact table bytes.
 
-Everything here is integer arithmetic, so the table a decoder reads is exactly the one
-the encoder used, on every machine.
+Everything a decoder reads here is integer arithmetic, so the table it builds is exactly
+the one the encoder used, on every machine.  The two normalisations serve two moments:
+:func:`quantize_counts` turns an image's histogram into the table the ``ans`` stream
+carries; :func:`pmf_to_freqs` turns a trained model's float pmf into the integer table a
+prior file ships (it runs only at export time).
 """
 
 from __future__ import annotations
@@ -15,11 +18,29 @@ MAX_ALPHABET = 1 << 16
 
 
 def zigzag(value: int) -> int:
+    """Signed -> unsigned: 0, -1, 1, -2, ... -> 0, 1, 2, 3, ...
+
+    >>> [zigzag(v) for v in (0, -1, 1, -2)], [unzigzag(u) for u in (0, 1, 2, 3)]
+    ([0, 1, 2, 3], [0, -1, 1, -2])
+    """
     return (value << 1) if value >= 0 else ((-value << 1) - 1)
 
 
 def unzigzag(value: int) -> int:
+    """Inverse of :func:`zigzag`."""
     return (value >> 1) if not value & 1 else -((value + 1) >> 1)
+
+
+def zigzag_array(values: np.ndarray) -> np.ndarray:
+    """:func:`zigzag` of every element, as uint64."""
+    v = np.asarray(values).astype(np.int64)
+    return np.where(v >= 0, v << 1, ((-v) << 1) - 1).astype(np.uint64)
+
+
+def unzigzag_array(values: np.ndarray) -> np.ndarray:
+    """:func:`unzigzag` of every element, as int64."""
+    u = np.asarray(values).astype(np.int64)
+    return np.where(u & 1, -((u + 1) >> 1), u >> 1)
 
 
 def quantize_counts(counts: np.ndarray, precision_bits: int) -> np.ndarray:
@@ -49,6 +70,24 @@ def quantize_counts(counts: np.ndarray, precision_bits: int) -> np.ndarray:
             elif freqs[i] > 1:
                 freqs[i] -= 1
                 diff += 1
+    return freqs
+
+
+def pmf_to_freqs(pmf: np.ndarray, bits: int) -> np.ndarray:
+    """Float pmf (escape last) -> integer frequencies >= 1 summing to ``2**bits``.
+
+    Each entry gets 1 plus its share of the rest, floored; the remainder goes to the
+    largest fractional parts.  Runs only when a prior is exported.
+    """
+    pmf = np.maximum(np.asarray(pmf, dtype=np.float64), 0.0)
+    total = 1 << bits
+    n = len(pmf)
+    spare = total - n
+    freqs = 1 + np.floor(pmf / pmf.sum() * spare).astype(np.int64)
+    rest = total - int(freqs.sum())
+    order = np.argsort(-(pmf / pmf.sum() * spare - np.floor(pmf / pmf.sum() * spare)), kind="stable")
+    freqs[order[:rest]] += 1
+    assert int(freqs.sum()) == total and freqs.min() >= 1
     return freqs
 
 

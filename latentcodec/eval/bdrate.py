@@ -19,11 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import LatentCodecError
-
-
-class BDRateError(LatentCodecError):
-    """The two curves cannot be compared (too few points, no overlap, bad values)."""
+from ..errors import BDRateError
 
 
 def _curve(rate: Sequence[float], metric: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:

@@ -25,13 +25,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..errors import LatentCodecError
+from ..errors import MetricError
 
 GROUP = "latentcodec.metrics"
-
-
-class MetricError(LatentCodecError):
-    """A metric failed on an image pair (bad shapes, a tool's unexpected output)."""
 
 
 class Metric(ABC):

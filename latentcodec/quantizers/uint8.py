@@ -25,6 +25,18 @@ DEFAULT_HALF_RANGE = 127.5 * SD_SCALING_FACTOR * SD_SCALING_FACTOR
 LEVELS = 255
 
 
+def to_grid(latent: np.ndarray, half_range: float) -> np.ndarray:
+    """Levels ``0..255`` (as float32) of Bühlmann's grid for a float32 latent."""
+    unit = np.clip(latent / np.float32(2.0 * half_range) + np.float32(0.5), 0.0, 1.0)
+    return np.floor(unit * np.float32(LEVELS) + np.float32(0.5))
+
+
+def from_grid(levels: np.ndarray, half_range: float) -> np.ndarray:
+    """The float32 latent value of each grid level."""
+    v = np.asarray(levels, dtype=np.float32)
+    return (v / np.float32(LEVELS) - np.float32(0.5)) * np.float32(2.0 * half_range)
+
+
 class Uint8Quantizer(Quantizer):
     """Clamp to ``[-half_range, half_range]`` and map linearly to 0..255.
 
@@ -58,12 +70,10 @@ class Uint8Quantizer(Quantizer):
         latent = np.asarray(latent, dtype=np.float32)
         if not np.isfinite(latent).all():
             raise StageInputError("uint8: latent contains NaN or infinity")
-        unit = np.clip(latent / np.float32(2.0 * self.half_range) + np.float32(0.5), 0.0, 1.0)
-        return Quantized(np.floor(unit * np.float32(LEVELS) + np.float32(0.5)).astype(np.int32))
+        return Quantized(to_grid(latent, self.half_range).astype(np.int32))
 
     def dequantize(self, symbols: np.ndarray, side_info: bytes = b"") -> np.ndarray:
-        s = np.asarray(symbols, dtype=np.float32)
-        return (s / np.float32(LEVELS) - np.float32(0.5)) * np.float32(2.0 * self.half_range)
+        return from_grid(symbols, self.half_range)
 
     def residual_std(self, side_info: bytes = b"") -> float:
         return self.level_step / math.sqrt(12.0)

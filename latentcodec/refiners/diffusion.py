@@ -21,7 +21,6 @@ raise :class:`~latentcodec.errors.ImageTooLargeError` instead of exhausting memo
 
 from __future__ import annotations
 
-import contextlib
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import CorruptStreamError, ImageTooLargeError, ModelError, StageConfigError, StageInputError
-from ..models import load_pretrained, resolve_device, resolve_dtype
+from ..hub import load_pretrained
+from ..runtime import quiet_model_loading, resolve_device, resolve_dtype
 from ..stages import RefineContext, Refiner, Transform
 
 DEFAULT_SD_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
@@ -46,27 +46,6 @@ CONTROLNET_OPTION = "--controlnet-model"
 
 
 # --- loading -------------------------------------------------------------------------
-@contextlib.contextmanager
-def _quiet_libraries(quiet: bool) -> Iterator[None]:
-    """Silence diffusers/transformers loading chatter while ``quiet``."""
-    if not quiet:
-        yield
-        return
-    from diffusers.utils import logging as dlog
-    from transformers.utils import logging as tlog
-
-    levels = (dlog.get_verbosity(), tlog.get_verbosity())
-    dlog.set_verbosity_error()
-    tlog.set_verbosity_error()
-    tlog.disable_progress_bar()
-    try:
-        yield
-    finally:
-        dlog.set_verbosity(levels[0])
-        tlog.set_verbosity(levels[1])
-        tlog.enable_progress_bar()
-
-
 def _read_embedding(path: Path) -> torch.Tensor:
     from safetensors.torch import load_file
 
@@ -153,7 +132,7 @@ def load_sd_components(
     """Load the UNet, the scheduler config and the empty-prompt embedding of ``source``."""
     from diffusers import DDIMScheduler, UNet2DConditionModel
 
-    with _quiet_libraries(True):  # loading chatter (e.g. "install accelerate") is not actionable
+    with quiet_model_loading():  # loading chatter (e.g. "install accelerate") is not actionable
         unet = load_pretrained(UNet2DConditionModel.from_pretrained, source, what="SD UNet", option=SD_OPTION, subfolder="unet")
         scheduler = load_pretrained(DDIMScheduler.from_pretrained, source, what="SD scheduler config", option=SD_OPTION, subfolder="scheduler")
         embeds = empty_prompt_embedding(source, prompt_embedding)
@@ -170,7 +149,7 @@ def load_sd_components(
 def load_controlnet(source: str, *, device: torch.device, dtype: torch.dtype, quiet: bool = False) -> torch.nn.Module:
     from diffusers import ControlNetModel
 
-    with _quiet_libraries(True):
+    with quiet_model_loading():
         model = load_pretrained(ControlNetModel.from_pretrained, source, what="ControlNet", option=CONTROLNET_OPTION)
     return _to(model.float(), device, dtype)
 
@@ -214,7 +193,7 @@ def ddim_schedulers(sd: SDComponents, steps: int) -> tuple[Any, Any]:
     """A ``DDIMScheduler`` and a ``DDIMInverseScheduler`` over the same ``steps``-step grid."""
     from diffusers import DDIMInverseScheduler, DDIMScheduler
 
-    with _quiet_libraries(True):
+    with quiet_model_loading():
         forward = DDIMScheduler.from_config(sd.scheduler_config)
         inverse = DDIMInverseScheduler.from_config(sd.scheduler_config)
     forward.set_timesteps(steps)

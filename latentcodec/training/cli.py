@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..entropy.hyper_context import PHASE_COUNTS, SUBGRID_PHASES
+from ..entropy.hyperprior.context import PHASE_COUNTS, SUBGRID_PHASES
 from ..errors import LatentCodecError, StageConfigError
 
 

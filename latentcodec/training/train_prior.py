@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..entropy import hyperprior as hp
+from ..entropy.hyperprior import synthesis as hp
 from ..entropy.priors import TableSet, save_prior
 from ..quantizers.uniform import DEFAULT_STEP
 
@@ -130,7 +130,7 @@ def train(
     ``phases`` (2, 4 or 7; 0 for none), ``hidden``, ``kernel``, ``kernel2``, ``kernel3``
     (the context networks' layer kernels; the later two default to 3 with 4 or 7 phases, where
     they run on the phase subgrid, and to 1 otherwise) and ``all_hyper`` shape the hyperprior's
-    spatial/channel context (:mod:`latentcodec.entropy.hyper_context`);
+    spatial/channel context (:mod:`latentcodec.entropy.hyperprior.context`);
     ``mean_bits`` sets how finely its tables resolve the predicted mean.  The defaults
     are the shipped ``taesd`` prior's (measured on Kodak: see README, "Entropy coders").
     ``device`` (``cpu``, ``cuda[:N]`` or ``auto``) is where the networks train; they move
@@ -139,9 +139,9 @@ def train(
     import torch
     from tqdm import tqdm
 
-    from ..entropy import hyper_context as hc
+    from ..entropy.hyperprior import context as hc
     from ..errors import StageConfigError
-    from ..models import resolve_device
+    from ..runtime import resolve_device
 
     try:
         torch_device = resolve_device(device)

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import StageInputError
-from ..models import resolve_device, resolve_dtype, weights_fingerprint
+from ..hub import weights_fingerprint
+from ..runtime import resolve_device, resolve_dtype
 from ..stages import Transform
 
 

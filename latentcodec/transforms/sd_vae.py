@@ -7,7 +7,7 @@ from typing import ClassVar
 import torch
 
 from ..errors import StageConfigError
-from ..models import load_pretrained
+from ..hub import load_pretrained
 from .base import TorchAutoencoderTransform
 
 DEFAULT_SD_VAE = "stabilityai/sd-vae-ft-mse"

@@ -8,7 +8,7 @@ from typing import ClassVar
 import torch
 
 from ..errors import ModelError
-from ..models import load_pretrained
+from ..hub import load_pretrained
 from .base import TorchAutoencoderTransform
 
 DEFAULT_TAESD = "madebyollin/taesd"

@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .hyper_context import ACT_BITS
+from .fixed_point import ACT_BITS
 
 if TYPE_CHECKING:
-    from .hyperprior import _Model
+    from .model import HyperpriorModel
 
 
 def _float_conv(conv: Any, w: np.ndarray, b: np.ndarray, shift: int) -> None:
@@ -36,12 +36,12 @@ def _float_conv(conv: Any, w: np.ndarray, b: np.ndarray, shift: int) -> None:
         conv.bias.copy_(torch.from_numpy(b.astype(np.float64) * 2.0 ** -(shift + ACT_BITS)))
 
 
-def float_twin(model: _Model) -> tuple[Any, Any]:
+def float_twin(model: HyperpriorModel) -> tuple[Any, Any]:
     """``(h_s, context)`` torch modules with the float values of the prior's integer weights."""
     from torch import nn
 
-    from . import hyperprior as hp
-    from .hyper_context import torch_context
+    from . import synthesis as hp
+    from .context import torch_context
 
     p = model.prior
     n = int(p["hs0_w"].shape[0])
@@ -60,7 +60,7 @@ def float_twin(model: _Model) -> tuple[Any, Any]:
     return h_s.float(), (ctx.float() if ctx is not None else None)
 
 
-def z_cost_table(model: _Model) -> tuple[np.ndarray, int]:
+def z_cost_table(model: HyperpriorModel) -> tuple[np.ndarray, int]:
     """Bits of every integer ``z`` value per channel, ``(Cz, K)`` starting at the returned
     value; the first and last columns are the escape cost (anything outside the tables)."""
     ts = model.z_tables
@@ -76,7 +76,7 @@ def z_cost_table(model: _Model) -> tuple[np.ndarray, int]:
     return cost, lo
 
 
-def refine_z(model: _Model, y: np.ndarray, z_start: Any, steps: int, lr: float = 0.2) -> np.ndarray:
+def refine_z(model: HyperpriorModel, y: np.ndarray, z_start: Any, steps: int, lr: float = 0.2) -> np.ndarray:
     """The integer ``z`` with the smallest estimated code length seen in ``steps`` Adam steps.
 
     ``z_start`` is the hyper-analysis output *before* rounding, ``(1, Cz, hz, wz)`` float
@@ -85,8 +85,8 @@ def refine_z(model: _Model, y: np.ndarray, z_start: Any, steps: int, lr: float =
     """
     import torch
 
-    from . import hyperprior as hp
-    from .hyper_context import torch_context_forward
+    from . import synthesis as hp
+    from .context import torch_context_forward
 
     dev = z_start.device
     with torch.inference_mode(False), torch.enable_grad():

@@ -1,4 +1,4 @@
-"""Spatial and channel context for ``ans-hyperprior``, in exact integer arithmetic.
+"""Spatial and channel context networks of ``ans-hyperprior``, in exact integer arithmetic.
 
 The hyperprior alone predicts every symbol from ``z``; its symbols are still correlated
 with their neighbours and across the 4 latent channels.  Following the channel-
@@ -18,7 +18,7 @@ log-scale of channel ``order[k]`` with a small network that sees
 The network (``kernel`` x ``kernel`` conv, ReLU, conv, ReLU, conv to ``(dmu, dls)``; with
 4 or 7 phases the first layer is evaluated at the group's own positions only and the later
 layers run on that subgrid, so a 3x3 there sees 5x5 latent pixels, 9x9 on a quarter-resolution one) runs
-in the same fixed point as the hyper-synthesis (:mod:`latentcodec.entropy.hyperprior`): integer weights,
+in the same fixed point as the hyper-synthesis (:mod:`.fixed_point`): integer weights,
 floor shifts, clips, so the decoder reproduces the encoder's table choice bit for bit.
 """
 
@@ -29,9 +29,7 @@ from typing import Protocol
 
 import numpy as np
 
-ACT_BITS = 8  # fractional bits of the fixed-point activations
-WEIGHT_BITS = 11  # integer weights are within +-2**WEIGHT_BITS
-ACT_LIMIT = 1 << 24  # activations are clipped here, so float64 matmuls of integers stay exact
+from .fixed_point import ACT_BITS, ACT_LIMIT, conv_int, export_layer
 
 
 @lru_cache(maxsize=16)
@@ -67,7 +65,7 @@ SUBGRID_PHASES = (4, 7)
 PHASE_COUNTS = (2, *SUBGRID_PHASES)
 
 #: Phase of a 4-phase grid -> its ``(row, column)`` offset in every 2x2 block.
-PHASE_OFFSETS = ((0, 0), (1, 1), (0, 1), (1, 0))
+QUAD_OFFSETS = ((0, 0), (1, 1), (0, 1), (1, 0))
 
 
 def phase_grid(phases: int, p: int) -> tuple[int, int, int]:
@@ -80,58 +78,13 @@ def phase_grid(phases: int, p: int) -> tuple[int, int, int]:
     [(4, 0, 0), (4, 2, 2), (4, 0, 2), (4, 2, 0), (2, 1, 1), (2, 0, 1), (2, 1, 0)]
     """
     if phases == 4:
-        return (2, *PHASE_OFFSETS[p])
+        return (2, *QUAD_OFFSETS[p])
     if phases == 7:
         if p < 4:
-            di, dj = PHASE_OFFSETS[p]
+            di, dj = QUAD_OFFSETS[p]
             return 4, 2 * di, 2 * dj
-        return (2, *PHASE_OFFSETS[p - 3])
+        return (2, *QUAD_OFFSETS[p - 3])
     raise ValueError(f"phases {phases} have no subgrids")
-
-
-def conv_int(x: np.ndarray, w: np.ndarray, b: np.ndarray, grid: tuple[int, int, int] | None = None) -> np.ndarray:
-    """Exact integer 'same' convolution (odd kernel, zero padding) of ``x (C, h, w)``.
-
-    With ``grid = (stride, di, dj)`` only the outputs at rows ``di::stride`` and columns
-    ``dj::stride`` are computed (one phase's subgrid): the same numbers, less work.
-    Activations are clipped to ``2**24`` and weights to ``2**11``, so every product and
-    partial sum is an integer below ``2**53`` and float64 BLAS is exact in any order.
-
-    >>> import numpy as np
-    >>> x = np.arange(6, dtype=np.int64).reshape(1, 2, 3)
-    >>> w = np.full((1, 1, 3, 3), 2, np.int64)
-    >>> conv_int(x, w, np.array([1])).tolist()
-    [[[17, 31, 25], [17, 31, 25]]]
-    >>> conv_int(x, w, np.array([1]), grid=(2, 1, 0)).tolist()
-    [[[17, 25]]]
-    """
-    from numpy.lib.stride_tricks import sliding_window_view
-
-    c, h, wd = x.shape
-    if grid is not None:
-        st, di, dj = grid
-        h, wd = len(range(di, h, st)), len(range(dj, wd, st))
-    if h == 0 or wd == 0:  # a phase with no positions (1-pixel-wide images)
-        return np.zeros((w.shape[0], h, wd), dtype=np.int64)
-    k = w.shape[-1]
-    r = k // 2
-    xp = (np.pad(x, ((0, 0), (r, r), (r, r))) if r else x).astype(np.float64)
-    win = sliding_window_view(xp, (k, k), axis=(1, 2))  # (C, h, w, k, k)
-    if grid is not None:
-        win = win[:, grid[1] :: grid[0], grid[2] :: grid[0]]
-    oh, ow = win.shape[1:3]
-    cols = win.transpose(1, 2, 0, 3, 4).reshape(oh * ow, c * k * k)
-    acc = cols @ w.reshape(w.shape[0], -1).T.astype(np.float64)
-    return np.rint(acc).astype(np.int64).T.reshape(w.shape[0], oh, ow) + np.asarray(b, dtype=np.int64)[:, None, None]
-
-
-def export_layer(conv) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
-    """Integer weights (|w| <= 2**11), bias in ``2**-(shift + ACT_BITS)`` units and the shift."""
-    w = conv.weight.detach().double().cpu().numpy()
-    b = conv.bias.detach().double().cpu().numpy()
-    shift = WEIGHT_BITS - int(np.ceil(np.log2(np.abs(w).max() + 1e-12)))
-    wi = np.clip(np.rint(w * 2.0**shift), -(1 << WEIGHT_BITS), 1 << WEIGHT_BITS).astype(np.int16)
-    return wi, np.rint(b * 2.0 ** (shift + ACT_BITS)).astype(np.int64), np.array([shift], dtype=np.int32)
 
 
 class ArraySource(Protocol):

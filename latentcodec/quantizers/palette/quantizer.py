@@ -1,203 +1,25 @@
-"""``palette``: vector quantization of the latent's pixel vectors (Bühlmann, 2022).
-
-Bühlmann's recipe: map the latent to his uint8 grid (see :mod:`.uint8`), treat the C=4
-channels as an RGBA image, reduce it to a 256-colour palette with libimagequant and
-full Floyd–Steinberg dithering, and zlib-compress palette and indices.  Here:
-
-* the palette is fitted per image by k-means on the uint8 pixel vectors (libimagequant
-  is not in Pillow's wheels; k-means is the textbook stand-in), or read from a global
-  codebook shipped in ``latentcodec/data`` (no palette bytes per image);
-* the pixels are mapped to it with :mod:`.dither` (``fs``, ``ordered`` or ``none``);
-* entries no pixel uses are dropped (decoding is unchanged, the palette gets shorter);
-* the palette travels in the side info, either zlib-compressed in popularity order (the
-  seed; libimagequant also sorts by popularity) or ``compact``: sorted, delta-coded
-  and packed with exact integer arithmetic (see :mod:`latentcodec.entropy.palette_ctx`);
-* the symbols are ``(1, h, w)``: either palette indices, or *ranks*: the position of
-  the pixel's entry in the palette sorted by distance to a prediction from its decoded
-  left, top and top-left neighbours.  Ranks are a bijective relabelling (same decoded
-  latent), but concentrated near 0, so they code far better.
-"""
+"""``palette``: the quantizer that ties the palette modules together."""
 
 from __future__ import annotations
 
 import math
 import struct
-import zlib
 from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import CorruptStreamError, StageConfigError, StageInputError
-from ..stages import Quantized, Quantizer
-from ._wire import as_float32
-from .dither import DITHER_MODES, dither
-from .uint8 import DEFAULT_HALF_RANGE, LEVELS
+from ...errors import CorruptStreamError, StageConfigError, StageInputError
+from ...stages import Quantized, Quantizer
+from .._wire import as_float32
+from ..dither import DITHER_MODES, dither
+from ..uint8 import DEFAULT_HALF_RANGE, from_grid, to_grid
+from .kmeans import kmeans_palette
+from .metric import SD_DECODER_T, METRICS, SD_DECODER_METRIC
+from .ranks import indices_to_ranks, ranks_to_indices
+from .side_info import PALETTE_CODINGS, compact_order, decode_palette, encode_palette
 
-PALETTE_CODINGS = ("zlib", "compact")
-#: How the encoder measures a colour's distance: ``euclidean`` on the uint8 grid (the
-#: seed), or ``sd-decoder``, the SD decoder's sensitivity to latent errors (below), which
-#: is ~6x larger along some channel combinations than others.
-METRICS = ("euclidean", "sd-decoder")
-#: ``M`` with pixel MSE ~ ``e^T M e`` for a small latent error ``e`` (per pixel, spatially
-#: white), normalised to unit geometric-mean diagonal.  Measured through the TAESD decoder
-#: (a distilled SD 1.x/2.x decoder) on crops of ``../shared/datasets/train-photos``
-#: latents by :func:`latentcodec.training.decoder_metric.decoder_metric`.  It only steers
-#: the encoder (palette fit and dithering): the palette still travels in grid units.
-SD_DECODER_METRIC = np.array(
-    [
-        [1.006, -0.003, -0.004, -0.632],
-        [-0.003, 0.755, 0.024, -0.244],
-        [-0.004, 0.024, 0.982, -0.453],
-        [-0.632, -0.244, -0.453, 1.340],
-    ]
-)
-#: ``T`` with ``|T e|^2 = e^T M e``: fitting and dithering run on ``T x``.
-_SD_DECODER_T = np.linalg.cholesky(SD_DECODER_METRIC).T
 SYMBOL_MODES = ("index", "rank")
 MAX_COLORS = 256
-#: Prediction for the first pixel, which has no decoded neighbour: mid-grey of the uint8 grid.
-MID = 128
-
-
-def kmeans_palette(points: np.ndarray, k: int, iterations: int = 16, seed: int = 0, metric: np.ndarray | None = None) -> np.ndarray:
-    """Up to ``k`` uint8 colours for ``points`` ``(N, C)`` (k-means++ then Lloyd).
-
-    Deterministic for a given input (seeded).  Fewer distinct input colours than ``k``
-    are returned as they are.  With ``metric = T`` the clustering minimises ``|T (p - c)|^2``
-    (it runs on ``T p`` and maps the centres back).
-
-    >>> import numpy as np
-    >>> pts = np.array([[0, 0], [1, 1], [200, 200], [201, 201]], dtype=np.float32)
-    >>> kmeans_palette(pts, 2).tolist()
-    [[0, 0], [200, 200]]
-    """
-    pts = np.asarray(points, dtype=np.float64)
-    unique = np.unique(np.rint(pts), axis=0)
-    if len(unique) <= k:
-        return np.clip(unique, 0, 255).astype(np.uint8)
-    if metric is not None:
-        pts = pts @ metric.T
-    rng = np.random.default_rng(seed)
-    n = len(pts)
-    centers = np.empty((k, pts.shape[1]))
-    centers[0] = pts[rng.integers(n)]
-    d2 = ((pts - centers[0]) ** 2).sum(1)
-    for c in range(1, k):
-        centers[c] = pts[rng.choice(n, p=d2 / d2.sum())]
-        d2 = np.minimum(d2, ((pts - centers[c]) ** 2).sum(1))
-    sq = (pts**2).sum(1)
-    for _ in range(iterations):
-        dist = sq[:, None] - 2.0 * pts @ centers.T + (centers**2).sum(1)[None]
-        labels = dist.argmin(1)
-        counts = np.bincount(labels, minlength=k)
-        sums = np.stack([np.bincount(labels, pts[:, c], minlength=k) for c in range(pts.shape[1])], 1)
-        used = counts > 0
-        centers[used] = sums[used] / counts[used, None]
-        if not used.all():  # re-seed empty clusters at the worst-served points
-            far = np.argsort(-dist[np.arange(n), labels], kind="stable")[: int((~used).sum())]
-            centers[~used] = pts[far]
-    if metric is not None:
-        centers = np.linalg.solve(metric, centers.T).T
-    return np.unique(np.clip(np.rint(centers), 0, 255), axis=0).astype(np.uint8)
-
-
-# --- rank relabelling ----------------------------------------------------------------
-def _neighbours(colors: np.ndarray, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Left, top and top-left colours (int64) at positions ``(i, j)`` with fixed edge rules."""
-    c = colors.shape[-1]
-    mid = np.full((len(i), c), MID, dtype=np.int64)
-    ii, jj = np.maximum(i - 1, 0), np.maximum(j - 1, 0)
-    top = colors[ii, j].astype(np.int64)
-    left = np.where((j > 0)[:, None], colors[i, jj], np.where((i > 0)[:, None], top, mid)).astype(np.int64)
-    top = np.where((i > 0)[:, None], top, left)
-    top_left = np.where(((i > 0) & (j > 0))[:, None], colors[ii, jj].astype(np.int64), top)
-    return left, top, top_left
-
-
-def predict(left: np.ndarray, top: np.ndarray, top_left: np.ndarray) -> np.ndarray:
-    """Integer prediction of a pixel's colour: ``(L + T + 1) // 2``.
-
-    Measured on Kodak TAESD latents (256 colours, rank entropy): the mean of left and top
-    beat the gradient ``L + T - TL``, MED and ``(3L + 3T - 2TL) / 4``; the dithered
-    latent is too noisy for gradient predictors.  ``top_left`` is kept for the edge rules.
-    """
-    return (left + top + 1) // 2
-
-
-def _distances(pred: np.ndarray, palette: np.ndarray) -> np.ndarray:
-    diff = pred[:, None, :] - palette.astype(np.int64)[None, :, :]
-    return np.einsum("nkc,nkc->nk", diff, diff)
-
-
-def indices_to_ranks(indices: np.ndarray, palette: np.ndarray) -> np.ndarray:
-    """Rank of each pixel's entry among palette entries sorted by distance to its prediction.
-
-    Ties go to the lower palette index.  Integer arithmetic only.
-    """
-    h, w = indices.shape
-    colors = palette[indices]
-    i, j = (a.ravel() for a in np.indices((h, w)))
-    dist = _distances(predict(*_neighbours(colors, i, j)), palette)
-    own = indices.ravel()
-    d_own = dist[np.arange(len(own)), own][:, None]
-    k = np.arange(len(palette))[None, :]
-    ranks = ((dist < d_own) | ((dist == d_own) & (k < own[:, None]))).sum(1)
-    return ranks.reshape(h, w).astype(np.int32)
-
-
-def ranks_to_indices(ranks: np.ndarray, palette: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`indices_to_ranks`, decoded by anti-diagonals (``i + j = t``)."""
-    h, w = ranks.shape
-    if ranks.size and (ranks.min() < 0 or ranks.max() >= len(palette)):
-        raise CorruptStreamError("palette: rank outside the palette")
-    indices = np.zeros((h, w), dtype=np.int32)
-    colors = np.zeros((h, w, palette.shape[1]), dtype=np.uint8)
-    for t in range(h + w - 1):
-        i = np.arange(max(0, t - w + 1), min(h - 1, t) + 1)
-        j = t - i
-        dist = _distances(predict(*_neighbours(colors, i, j)), palette)
-        order = np.argsort(dist, axis=1, kind="stable")
-        chosen = order[np.arange(len(i)), ranks[i, j]]
-        indices[i, j] = chosen
-        colors[i, j] = palette[chosen]
-    return indices
-
-
-# --- palette side info -----------------------------------------------------------------
-def encode_palette(palette: np.ndarray, coding: str) -> bytes:
-    """``count - 1 | channels - 1`` bytes, then the entries (zlib of raw bytes, or the compact code)."""
-    head = bytes([len(palette) - 1, palette.shape[1] - 1])
-    if coding == "zlib":
-        return head + zlib.compress(np.ascontiguousarray(palette, dtype=np.uint8).tobytes(), 9)
-    from ..entropy.palette_ctx import encode_sorted_palette
-
-    return head + encode_sorted_palette(palette)
-
-
-def decode_palette(data: bytes, coding: str) -> tuple[np.ndarray, int]:
-    """Inverse of :func:`encode_palette`; returns the palette and the bytes consumed."""
-    if len(data) < 2:
-        raise CorruptStreamError("palette: side info is too short")
-    count, channels = data[0] + 1, data[1] + 1
-    if coding == "zlib":
-        inflater = zlib.decompressobj()
-        try:
-            raw = inflater.decompress(data[2:], count * channels)
-        except zlib.error as exc:
-            raise CorruptStreamError(f"palette: cannot inflate the palette ({exc})") from exc
-        if len(raw) != count * channels or not inflater.eof:
-            raise CorruptStreamError("palette: palette data is truncated")
-        used = len(data) - 2 - len(inflater.unused_data)
-        return np.frombuffer(raw, dtype=np.uint8).reshape(count, channels).copy(), 2 + used
-    from ..entropy.palette_ctx import decode_sorted_palette
-
-    palette, used = decode_sorted_palette(data[2:], count, channels)
-    return palette, 2 + used
-
-
-def compact_order(palette: np.ndarray) -> np.ndarray:
-    """The canonical order of the compact palette code: lexicographic, channel 0 first."""
-    return np.lexsort(palette.T[::-1])
 
 
 class PaletteQuantizer(Quantizer):
@@ -255,7 +77,7 @@ class PaletteQuantizer(Quantizer):
         if not isinstance(iterations, int) or not 0 <= iterations <= 1000:
             raise StageConfigError(f"palette: iterations must be an int in 0..1000, got {iterations!r}")
         if codebook is not None:
-            from .codebooks import codebook_id, load_codebook
+            from ..codebooks import codebook_id, load_codebook
 
             codebook_id(codebook)  # validates the name
             load_codebook(codebook, int(colors))  # validates the size
@@ -269,14 +91,12 @@ class PaletteQuantizer(Quantizer):
         self.iterations = iterations
         self.metric = metric
 
-    # --- the uint8 grid (exactly the ``uint8`` quantizer's) ---------------------------
+    # --- the uint8 grid (the ``uint8`` quantizer's) ------------------------------------
     def to_grid(self, latent: np.ndarray) -> np.ndarray:
-        unit = np.clip(latent / np.float32(2.0 * self.half_range) + np.float32(0.5), 0.0, 1.0)
-        return np.floor(unit * np.float32(LEVELS) + np.float32(0.5))
+        return to_grid(latent, self.half_range)
 
     def from_grid(self, values: np.ndarray) -> np.ndarray:
-        v = np.asarray(values, dtype=np.float32)
-        return (v / np.float32(LEVELS) - np.float32(0.5)) * np.float32(2.0 * self.half_range)
+        return from_grid(values, self.half_range)
 
     def symbol_shape(self, latent_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Palette indices are one per latent pixel: ``(1, h, w)``."""
@@ -289,11 +109,11 @@ class PaletteQuantizer(Quantizer):
             return None
         if channels != SD_DECODER_METRIC.shape[0]:
             raise StageInputError(f"palette: metric {self.metric!r} is for {SD_DECODER_METRIC.shape[0]}-channel SD latents, got {channels} channels")
-        return _SD_DECODER_T
+        return SD_DECODER_T
 
     def fit_palette(self, grid: np.ndarray) -> np.ndarray:
         if self.codebook is not None:
-            from .codebooks import load_codebook
+            from ..codebooks import load_codebook
 
             return load_codebook(self.codebook, self.colors)
         c = grid.shape[0]
@@ -338,7 +158,7 @@ class PaletteQuantizer(Quantizer):
     # --- dequantize -------------------------------------------------------------------
     def palette_from_side_info(self, side_info: bytes) -> np.ndarray:
         if self.codebook is not None:
-            from .codebooks import load_codebook
+            from ..codebooks import load_codebook
 
             if side_info:
                 raise CorruptStreamError("palette: unexpected side info with a global codebook")
@@ -370,7 +190,7 @@ class PaletteQuantizer(Quantizer):
         flags = PALETTE_CODINGS.index(self.palette_coding) | (SYMBOL_MODES.index(self.symbols) << 1)
         out = bytes([self.colors - 1])
         if self.codebook is not None:
-            from .codebooks import codebook_id
+            from ..codebooks import codebook_id
 
             flags |= 4
         if as_float32(self.half_range) != as_float32(DEFAULT_HALF_RANGE):
@@ -396,7 +216,7 @@ class PaletteQuantizer(Quantizer):
             "symbols": SYMBOL_MODES[(flags >> 1) & 1],
         }
         if flags & 4:
-            from .codebooks import codebook_name
+            from ..codebooks import codebook_name
 
             if not rest:
                 raise CorruptStreamError("palette: codebook id missing")

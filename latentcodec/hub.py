@@ -1,4 +1,4 @@
-"""Model loading shared by stages: devices, dtypes, hub-or-path loading, fingerprints.
+"""Loading weights: from a local path or the hub, with a clear offline error; weight fingerprints.
 
 Nothing here downloads at import time.  A hub id is first looked up in the local cache;
 only if that fails and the hub is not disabled (``HF_HUB_OFFLINE=1``) is a download
@@ -11,38 +11,14 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
-import numpy as np
-import torch
+from .errors import ModelError, ModelNotFoundError
 
-from .errors import ModelError, ModelNotFoundError, StageConfigError
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 T = TypeVar("T")
-
-DEVICES = ("auto", "cpu", "cuda")
-DTYPES = {"auto": None, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda:N`` is accepted too."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cpu" or device.startswith("cuda"):
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise StageConfigError(f"device {device!r} requested but CUDA is not available")
-        return torch.device(device)
-    raise StageConfigError(f"device must be one of auto, cpu, cuda[:N]; got {device!r}")
-
-
-def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """``auto`` -> float16 on CUDA, float32 on the CPU."""
-    if dtype not in DTYPES:
-        raise StageConfigError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
-    chosen = DTYPES[dtype]
-    if chosen is None:
-        return torch.float16 if device.type == "cuda" else torch.float32
-    return chosen
 
 
 def hub_offline() -> bool:
@@ -83,11 +59,14 @@ def load_pretrained(
         ) from exc
 
 
-def weights_fingerprint(module: torch.nn.Module, nbytes: int = 4) -> bytes:
+def weights_fingerprint(module: "torch.nn.Module", nbytes: int = 4) -> bytes:
     """Hash of parameter names and float32 values, independent of device and dtype casts.
 
     Computed once on the float32 CPU weights at load time, before any fp16 cast.
     """
+    import numpy as np
+    import torch
+
     h = hashlib.sha256()
     for name, tensor in sorted(module.state_dict().items()):
         h.update(name.encode())

@@ -1,5 +1,7 @@
 """``ans-context``: an untrained, image-adaptive context model on a checkerboard pyramid.
 
+(Unrelated to the learned hyperprior's context networks in :mod:`latentcodec.entropy.hyperprior`.)
+
 The symbols of each channel are coded coarse to fine.  Grid ``G_k`` holds every
 ``2**k``-th row and column; the coarsest grid is coded first, each with one centre and
 one scale per channel.  Going from ``G_{k+1}`` to ``G_k`` the new positions come in two
@@ -22,15 +24,16 @@ import numpy as np
 
 from ..bitstream import Reader, write_varint
 from ..errors import CorruptStreamError, StageInputError
-from .ans import ans_words_to_bytes, ans_decoder
 from .priors import PartDecoder, PriorTableCoder, TableSet, encode_parts, ideal_bits
+from .rans import ans_decoder
 from .tables import unzigzag, zigzag
 
 #: Upper bounds of the activity bins (max - min of the four neighbours, in symbols).
 ACTIVITY_EDGES = np.array([0, 1, 2, 3, 4, 6, 8, 12, 16, 24], dtype=np.int64)
 NUM_BINS = len(ACTIVITY_EDGES) + 1
 MIN_COARSE = 8  # the coarsest grid is the first with a side below this
-PHASE_OFFSETS = {
+#: Phase -> the offsets of the four already-known neighbours of its positions.
+NEIGHBOUR_OFFSETS = {
     1: ((-1, -1), (-1, 1), (1, -1), (1, 1)),  # diagonal neighbours
     2: ((-1, 0), (1, 0), (0, -1), (0, 1)),  # direct neighbours
 }
@@ -66,7 +69,7 @@ def _contexts(grid: np.ndarray, phase: int) -> tuple[np.ndarray, np.ndarray, np.
     mode = "reflect" if min(h, w) >= 2 else "edge"
     padded = np.pad(known, ((0, 0), (1, 1), (1, 1)), mode=mode)
     ii, jj = np.nonzero(mask)
-    neigh = np.stack([padded[:, ii + 1 + di, jj + 1 + dj] for di, dj in PHASE_OFFSETS[phase]])
+    neigh = np.stack([padded[:, ii + 1 + di, jj + 1 + dj] for di, dj in NEIGHBOUR_OFFSETS[phase]])
     total = neigh.sum(axis=0)
     activity = neigh.max(axis=0) - neigh.min(axis=0)
     return total, np.searchsorted(ACTIVITY_EDGES, activity, side="left"), mask
@@ -153,12 +156,8 @@ class ANSContextCoder(PriorTableCoder):
         return bytes(header), parts
 
     def encode(self, symbols: np.ndarray) -> bytes:
-        import constriction
-
         header, parts = self._encode_parts(symbols)
-        encoder = constriction.stream.stack.AnsCoder()
-        encode_parts(encoder, parts)
-        return header + ans_words_to_bytes(encoder.get_compressed())
+        return header + encode_parts(parts)
 
     def ideal_bits(self, symbols: np.ndarray) -> float:
         """The model's code length of ``symbols`` in bits, the per-image header included."""
@@ -166,7 +165,6 @@ class ANSContextCoder(PriorTableCoder):
         return 8 * len(header) + sum(ideal_bits(v, t, ts) for v, t, ts in parts)
 
     def decode(self, data: bytes, shape: tuple[int, ...]) -> np.ndarray:
-
         self._check(tuple(shape))
         c, h, w = (int(n) for n in shape)
         levels = num_levels(h, w)
