@@ -382,3 +382,115 @@ def test_rans_malformed_words():
     leftover = ref.RansDecoder(struct.pack("<I", 12345))
     with pytest.raises(ref.CorruptStreamError):
         leftover.finish()
+
+
+# --- the other built-in stages (SPEC 5.3, 6.3-6.6, 7) -----------------------------------------
+
+
+def palette_stream(latent: np.ndarray, quantizer, coder) -> bytes:
+    q = quantizer.quantize(latent)
+    c, h, w = latent.shape
+    return bitstream.write(
+        Stream(
+            width=w * 8,
+            height=h * 8 - 1,
+            latent_channels=c,
+            downsampling_factor=8,
+            chain=(
+                StageRecord("transform", "taesd", 1),
+                StageRecord("quantizer", quantizer.name, quantizer.version, quantizer.wire_params()),
+                StageRecord("entropy_coder", coder.name, coder.version, coder.wire_params()),
+                StageRecord("refiner", "vae", 1),
+            ),
+            fingerprint=b"\x01\x02\x03\x04",
+            side_info=q.side_info,
+            payload=coder.encode(q.symbols),
+        )
+    )
+
+
+PALETTE_OPTIONS = [
+    {"colors": 16},
+    {"colors": 40, "symbols": "rank", "palette_coding": "compact"},
+    {"colors": 2, "symbols": "rank", "half_range": 3.1},
+    {"colors": 64, "palette_coding": "compact", "dither": "none"},
+    {"colors": 32, "codebook": "taesd-v1", "symbols": "rank"},
+    {"colors": 256, "codebook": "taesd-v1"},
+]
+
+
+@pytest.mark.parametrize("options", PALETTE_OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
+@pytest.mark.parametrize("shape", [(4, 9, 14), (4, 1, 1), (4, 1, 7), (4, 6, 1)])
+def test_fresh_palette(options, shape):
+    rng = np.random.default_rng(shape[1] * 10 + shape[2])
+    latent = (rng.normal(size=shape) * 1.5).astype(np.float32)
+    quantizer = registry.create("quantizer", "palette", **options)
+    for coder in (registry.create("entropy_coder", "ans-binned"), registry.create("entropy_coder", "zlib")):
+        out = assert_same_decode(palette_stream(latent, quantizer, coder))
+        assert out.symbols.shape == (1, *shape[1:])
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (1, 7, 1), (1, 32, 48)])
+def test_fresh_binned(shape):
+    rng = np.random.default_rng(shape[1])
+    ranks = np.minimum(rng.geometric(0.05, size=shape) - 1, 255).astype(np.int32) - 3
+    ranks.flat[0] = 5_000_000  # a wide bin
+    quantizer = registry.create("quantizer", "uniform", step=0.37)
+    out = assert_same_decode(make_stream(ranks, quantizer, registry.create("entropy_coder", "ans-binned")))
+    assert np.array_equal(out.symbols, ranks)
+
+
+LEARNED = ("ans-factorized", "ans-hyperprior", "ans-context")
+
+
+@pytest.mark.parametrize("coder_name", LEARNED)
+@pytest.mark.parametrize("shape", [(4, 1, 1), (4, 7, 1), (4, 33, 17)])
+def test_fresh_learned_coders(coder_name, shape):
+    rng = np.random.default_rng(shape[1] * 100 + shape[2])
+    y = np.rint(rng.standard_t(3, size=shape) * 2).astype(np.int32)
+    if coder_name == "ans-context":
+        y = np.cumsum(y, axis=2).astype(np.int32)
+    y.flat[-1] = 4000  # escaped
+    quantizer = registry.create("quantizer", "uniform")
+    coder = registry.create("entropy_coder", coder_name)
+    out = assert_same_decode(make_stream(y, quantizer, coder))
+    assert np.array_equal(out.symbols, y)
+
+
+def test_context_pyramid_of_three_levels():
+    rng = np.random.default_rng(3)
+    y = np.cumsum(rng.integers(-2, 3, size=(2, 70, 40)), axis=1).astype(np.int32)
+    out = assert_same_decode(make_stream(y, registry.create("quantizer", "uniform"), registry.create("entropy_coder", "ans-context")))
+    assert np.array_equal(out.symbols, y)
+
+
+#: SPEC 10: identities of the shipped prior files.
+SHIPPED_PRIORS = {
+    "taesd-factorized.npz": ("1fb1c3e5", "bf78acb7"),
+    "taesd-hyperprior.npz": ("c49d5497", "5819f1d9"),
+    "gaussian-context.npz": ("9f203841", "6b939baa"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED_PRIORS))
+def test_prior_identities(name):
+    path = ref.DATA_DIR / "priors" / name
+    v1, v2 = SHIPPED_PRIORS[name]
+    assert ref.prior_identity(path, 1).hex() == v1
+    assert ref.prior_identity(path, 2).hex() == v2
+
+
+def test_stage_version_2_names_the_prior_by_canonical_digest():
+    rng = np.random.default_rng(9)
+    y = rng.integers(-3, 4, size=(4, 8, 12)).astype(np.int32)
+    quantizer = registry.create("quantizer", "uniform")
+    coder = registry.create("entropy_coder", "ans-hyperprior")
+    v1 = bitstream.read(make_stream(y, quantizer, coder))
+    records = list(v1.chain)
+    records[2] = StageRecord("entropy_coder", "ans-hyperprior", 2, bytes.fromhex(SHIPPED_PRIORS["taesd-hyperprior.npz"][1]))
+    v2 = bitstream.write(Stream(v1.width, v1.height, v1.latent_channels, v1.downsampling_factor, tuple(records), v1.fingerprint, v1.side_info, v1.payload))
+    assert np.array_equal(ref.decode(v2).symbols, y)
+    records[2] = StageRecord("entropy_coder", "ans-hyperprior", 1, b"\xde\xad\xbe\xef")
+    unknown = bitstream.write(Stream(v1.width, v1.height, v1.latent_channels, v1.downsampling_factor, tuple(records), v1.fingerprint, v1.side_info, v1.payload))
+    with pytest.raises(ref.PriorMismatchError):
+        ref.decode(unknown)

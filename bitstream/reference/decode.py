@@ -1,15 +1,19 @@
 """Reference decoder for latentcodec streams, written from ``bitstream/SPEC.md`` alone.
 
 Pure Python and numpy: no constriction, no torch, no import of ``latentcodec``.  It
-parses and CRC-checks the container (SPEC 2), reads the four stage records, and decodes
-the symbols and the dequantized latent of the ``uniform`` and ``uint8`` quantizers
-(SPEC 5.1, 5.2) coded with the ``ans`` or ``zlib`` entropy coders (SPEC 6.1, 6.2).  The
-rANS decoder and the 24-bit integer models it uses (SPEC 3.2, 3.3) are implemented here
-from their integer definitions.  Section numbers in comments refer to SPEC.md.
+parses and CRC-checks the container (SPEC 2), reads the four stage records, applies the
+decode-side pixel limit, and decodes the symbols and the dequantized float32 latent of
+every built-in quantizer (``uniform``, ``uint8``, ``palette``: SPEC 5) and entropy coder
+(``ans``, ``zlib``, ``ans-binned``, ``ans-factorized``, ``ans-hyperprior``,
+``ans-context``: SPEC 6).  The rANS decoder and the 24-bit integer models it uses
+(SPEC 3.2, 3.3) are implemented here from their integer definitions, the learned
+coders' fixed-point networks (SPEC 3.6, 6.5) in exact int64 arithmetic.  Prior files and
+palette codebooks are read as NPZ data files from the checkout's ``latentcodec/data``
+(or the folders given).  Section numbers in comments refer to SPEC.md.
 
 Usage::
 
-    python bitstream/reference/decode.py FILE [FILE ...] [--max-pixels N]
+    python bitstream/reference/decode.py FILE [FILE ...] [--max-pixels N] [--priors DIR] [--codebooks DIR]
 
 prints, per file, the chain, the symbol shape and the SHA-256 of the symbols as int32
 little-endian in C order (the ``symbols_sha256`` of ``bitstream/vectors/vectors.json``),
@@ -22,13 +26,16 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import functools
 import hashlib
+import json
 import math
 import re
 import struct
 import sys
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -70,6 +77,10 @@ class ImageTooLargeError(StreamError):
 
 class RefusedStreamError(StreamError):
     """A well-formed stream this decoder refuses (e.g. params outside the allowed range)."""
+
+
+class PriorMismatchError(RefusedStreamError):
+    """No installed prior file has the identity the stream names (SPEC 7.3)."""
 
 
 class NotImplementedStageError(StreamError):
@@ -385,10 +396,26 @@ def check_record(record: StageRecord) -> None:
             raise CorruptStreamError(f"refiner {record.name!r}: expected 0 or 4 parameter bytes (seed)")
 
 
-# --- entropy coders (SPEC 6.1, 6.2) --------------------------------------------------------
+# --- decoding environment -------------------------------------------------------------------
+
+#: The shipped data folder of a latentcodec checkout next to this file (data files only:
+#: prior files and codebooks are read as NPZ archives, nothing is imported).
+DATA_DIR = Path(__file__).resolve().parents[2] / "latentcodec" / "data"
 
 
-def decode_ans(payload: bytes, params: bytes, shape: tuple[int, ...]) -> np.ndarray:
+@dataclass(frozen=True)
+class Env:
+    """Where installed prior files (SPEC 7) and codebooks (SPEC 5.3.4) are looked up."""
+
+    prior_dirs: tuple[Path, ...] = (DATA_DIR / "priors",)
+    codebook_dirs: tuple[Path, ...] = (DATA_DIR,)
+
+
+# --- entropy coders: ans, zlib (SPEC 6.1, 6.2) ------------------------------------------------
+
+
+def decode_ans(payload: bytes, record: StageRecord, shape: tuple[int, ...], env: Env) -> np.ndarray:
+    params = record.params
     if not params:
         precision = 12
     elif len(params) == 1 and 8 <= params[0] <= 16:
@@ -416,9 +443,13 @@ def decode_ans(payload: bytes, params: bytes, shape: tuple[int, ...]) -> np.ndar
 ZLIB_WIDTHS = {0: np.dtype("u1"), 1: np.dtype("<u2"), 2: np.dtype("<u4")}
 
 
-def decode_zlib(payload: bytes, params: bytes, shape: tuple[int, ...]) -> np.ndarray:
-    if params:
-        raise CorruptStreamError("zlib takes no parameters")
+def _to_int32(values: np.ndarray, what: str) -> np.ndarray:
+    if values.size and (values.min() < INT32_MIN or values.max() > INT32_MAX):
+        raise CorruptStreamError(f"{what}: symbols do not fit in int32")
+    return values.astype(np.int32)
+
+
+def decode_zlib(payload: bytes, record: StageRecord, shape: tuple[int, ...], env: Env) -> np.ndarray:
     count = int(np.prod(shape, dtype=np.int64))
     r = Cursor(payload)
     code = r.u8("zlib width code")
@@ -435,18 +466,374 @@ def decode_zlib(payload: bytes, params: bytes, shape: tuple[int, ...]) -> np.nda
     if len(body) != expected or inflater.unconsumed_tail or not inflater.eof:
         raise CorruptStreamError("zlib: the stream does not hold exactly the expected symbols")
     values = np.frombuffer(body, dtype=dtype).astype(np.int64) + m
-    if values.min() < INT32_MIN or values.max() > INT32_MAX:
-        raise CorruptStreamError("zlib: symbols do not fit in int32")
-    return values.astype(np.int32).reshape(shape)
+    return _to_int32(values, "zlib").reshape(shape)
 
 
-ENTROPY_CODERS: dict[str, Callable[[bytes, bytes, tuple[int, ...]], np.ndarray]] = {
+# --- log bins and ans-binned (SPEC 3.4, 6.3) ------------------------------------------------------
+
+MAX_BIN = 47
+
+
+def bin_start_width(b: int) -> tuple[int, int]:
+    if b < 4:
+        return b, 1
+    k = b - 4
+    s = k // 2 + 1
+    return (2 + (k & 1)) << s, 1 << s
+
+
+def decode_binned(table: tuple[int, list[int]], count: int, coder: RansDecoder) -> list[int]:
+    m, freq = table
+    if len(freq) == 1:
+        bins = [m] * count
+    else:
+        bins = [m + b for b in coder.decode_many(Categorical(freq, 12), count)]
+    if bins and (min(bins) < 0 or max(bins) > MAX_BIN):
+        raise CorruptStreamError("a log bin is out of range")
+    values = []
+    for b in bins:
+        values.append(bin_start_width(b))
+    out = [start for start, _ in values]
+    for i, (_, width) in enumerate(values):  # all offsets after all bins
+        if width > 1:
+            out[i] += coder.decode(Uniform(width))
+    return out
+
+
+def decode_binned_coder(payload: bytes, record: StageRecord, shape: tuple[int, ...], env: Env) -> np.ndarray:
+    count = int(np.prod(shape, dtype=np.int64))
+    r = Cursor(payload)
+    m = unzigzag(r.varint("ans-binned minimum", (1 << 32) - 1))
+    table = read_table(r, 12, "ans-binned table")
+    coder = RansDecoder(r.take(r.left(), "ans-binned words"))
+    values = decode_binned(table, count, coder)
+    coder.finish()
+    return _to_int32(np.asarray(values, dtype=np.int64) + m, "ans-binned").reshape(shape)
+
+
+# --- prior files, table sets, parts (SPEC 3.5, 7) -------------------------------------------------
+
+
+@dataclass
+class Prior:
+    path: Path
+    meta: dict
+    arrays: dict  # name -> array, "meta" included (uint8 JSON bytes)
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        if key not in self.arrays:
+            raise RefusedStreamError(f"prior {self.path.name} lacks array {key!r}")
+        return self.arrays[key]
+
+
+def load_prior_file(path: Path) -> Prior:
+    stat = Path(path).stat()
+    return _load_prior_file(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _load_prior_file(path: str, mtime_ns: int, size: int) -> Prior:
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    meta = json.loads(arrays["meta"].tobytes().decode("utf-8"))
+    return Prior(Path(path), meta, arrays)
+
+
+def canonical_digest(arrays: dict) -> bytes:
+    """SPEC 7.3, stage version 2: SHA-256 over the arrays in ascending name order."""
+    h = hashlib.sha256()
+    for name in sorted(arrays, key=lambda s: s.encode("utf-8")):
+        a = np.ascontiguousarray(arrays[name])
+        if a.dtype.byteorder == ">":
+            a = a.astype(a.dtype.newbyteorder("<"))
+        dtype = a.dtype.str.encode("ascii")
+        raw = name.encode("utf-8")
+        h.update(struct.pack("<I", len(raw)) + raw + bytes([len(dtype)]) + dtype + bytes([a.ndim]))
+        h.update(b"".join(struct.pack("<Q", d) for d in a.shape) + struct.pack("<Q", a.nbytes))
+        h.update(a.tobytes())
+    return h.digest()
+
+
+def prior_identity(path: Path, version: int) -> bytes:
+    if version == 1:
+        return hashlib.sha256(path.read_bytes()).digest()[:4]
+    return canonical_digest(load_prior_file(path).arrays)[:4]
+
+
+def find_prior(kind: str, record: StageRecord, env: Env) -> Prior:
+    """SPEC 7.3: the installed prior of this kind whose identity is the params."""
+    if len(record.params) != 4:
+        raise CorruptStreamError(f"{record.name}: expected a 4-byte prior identity in params")
+    for folder in env.prior_dirs:
+        for path in sorted(Path(folder).glob("*.npz")) if Path(folder).is_dir() else []:
+            try:
+                if prior_identity(path, record.version) != record.params:
+                    continue
+                prior = load_prior_file(path)
+            except (OSError, ValueError, KeyError):
+                continue
+            if prior.meta.get("kind") == kind:
+                return prior
+    raise PriorMismatchError(f"{record.name}: prior #{record.params.hex()} (identity v{record.version}) is not installed")
+
+
+class TableSet:
+    """SPEC 3.5: ``T`` tables ``freq[t, :n[t]]`` summing to ``2^bits``, values from ``lo[t]``, escape last."""
+
+    def __init__(self, prior: Prior, prefix: str) -> None:
+        self.freq = prior[f"{prefix}_freqs"].astype(np.int64)
+        self.lo = prior[f"{prefix}_lo"].astype(np.int64)
+        self.n = prior[f"{prefix}_n"].astype(np.int64)
+        self.bits = int(prior.meta.get("table_bits", 16))
+        for t in range(len(self.n)):
+            if self.n[t] < 2 or self.n[t] > self.freq.shape[1] or int(self.freq[t, : self.n[t]].sum()) != 1 << self.bits:
+                raise RefusedStreamError(f"{prior.path.name}: table {prefix}[{t}] is not normalised")
+        self._models: dict[int, Categorical] = {}
+
+    def __len__(self) -> int:
+        return len(self.n)
+
+    def model(self, t: int) -> Categorical:
+        if t not in self._models:
+            self._models[t] = Categorical(self.freq[t, : self.n[t]], self.bits)
+        return self._models[t]
+
+
+ESCAPE_MODEL = Uniform(1 << 16)
+
+
+def decode_part(coder: RansDecoder, ids: np.ndarray, ts: TableSet) -> np.ndarray:
+    ids = np.asarray(ids, dtype=np.int64).ravel()
+    if ids.size and (ids.min() < 0 or ids.max() >= len(ts)):
+        raise CorruptStreamError("table id out of range")
+    e = np.empty(len(ids), dtype=np.int64)
+    for t in np.unique(ids).tolist():
+        where = np.nonzero(ids == t)[0]  # ascending
+        e[where] = coder.decode_many(ts.model(t), len(where))
+    x = ts.lo[ids] + e
+    escaped = np.nonzero(e == ts.n[ids] - 1)[0]
+    for i in escaped.tolist():
+        hi = coder.decode(ESCAPE_MODEL)
+        lo16 = coder.decode(ESCAPE_MODEL)
+        x[i] = unzigzag((hi << 16) | lo16)
+    if escaped.size and np.abs(x[escaped]).max() > (1 << 30):
+        raise CorruptStreamError("escaped value out of range")
+    return x
+
+
+# --- ans-factorized (SPEC 6.4) ---------------------------------------------------------------------
+
+
+def decode_factorized(payload: bytes, record: StageRecord, shape: tuple[int, ...], env: Env) -> np.ndarray:
+    ts = TableSet(find_prior("factorized", record, env), "y")
+    if len(shape) < 2 or shape[0] != len(ts):
+        raise RefusedStreamError(f"ans-factorized: symbols {shape} do not fit a prior of {len(ts)} channels")
+    coder = RansDecoder(payload)
+    ids = np.broadcast_to(np.arange(shape[0]).reshape((-1,) + (1,) * (len(shape) - 1)), shape)
+    y = decode_part(coder, ids, ts)
+    coder.finish()
+    return y.astype(np.int32).reshape(shape)
+
+
+# --- fixed-point networks and ans-hyperprior (SPEC 3.6, 6.5) ---------------------------------------
+
+ACT_LIMIT = 1 << 24
+
+
+def conv(x: np.ndarray, w: np.ndarray, b: np.ndarray, grid: tuple[int, int, int] | None = None) -> np.ndarray:
+    """SPEC 3.6, in exact int64 arithmetic."""
+    cin, height, width = x.shape
+    o, _, k, _ = w.shape
+    r = k // 2
+    xp = np.pad(x, ((0, 0), (r, r), (r, r)))
+    win = np.lib.stride_tricks.sliding_window_view(xp, (k, k), axis=(1, 2))  # (cin, H, W, k, k)
+    if grid is not None:
+        st, di, dj = grid
+        win = win[:, di::st, dj::st]
+    oh, ow = win.shape[1:3]
+    if oh == 0 or ow == 0:
+        return np.zeros((o, oh, ow), dtype=np.int64)
+    cols = win.transpose(1, 2, 0, 3, 4).reshape(oh * ow, cin * k * k)
+    acc = cols @ w.reshape(o, -1).T.astype(np.int64)
+    return acc.T.reshape(o, oh, ow) + b.astype(np.int64)[:, None, None]
+
+
+def layer(a: np.ndarray, shift: int, relu: bool) -> np.ndarray:
+    a = a >> shift
+    if relu:
+        a = np.maximum(a, 0)
+    return np.clip(a, -ACT_LIMIT, ACT_LIMIT)
+
+
+def table_and_centre(mu: np.ndarray, ls: np.ndarray, b: int) -> tuple[np.ndarray, np.ndarray]:
+    s = np.clip((ls + 589 + 16) // 32, 0, 47)
+    mq = (mu + (1 << (7 - b))) >> (8 - b)
+    return (s << b) + (mq & ((1 << b) - 1)), mq >> b
+
+
+PHASE_OFFSETS = ((0, 0), (1, 1), (0, 1), (1, 0))
+
+
+def phase_grid(phases: int, p: int) -> tuple[int, int, int]:
+    if phases == 4:
+        return (2, *PHASE_OFFSETS[p])
+    if p < 4:  # phases == 7
+        di, dj = PHASE_OFFSETS[p]
+        return (4, 2 * di, 2 * dj)
+    return (2, *PHASE_OFFSETS[p - 3])
+
+
+def phase_map(h: int, w: int, phases: int) -> np.ndarray:
+    i, j = np.indices((h, w))
+    if phases == 2:
+        return (i + j) % 2
+    out = np.full((h, w), -1, dtype=np.int64)
+    for p in range(phases):
+        st, di, dj = phase_grid(phases, p)
+        out[di::st, dj::st] = p
+    assert (out >= 0).all()
+    return out
+
+
+def decode_hyperprior(payload: bytes, record: StageRecord, shape: tuple[int, ...], env: Env) -> np.ndarray:
+    prior = find_prior("hyperprior", record, env)
+    meta = prior.meta
+    c_y, c_z = int(meta["channels"]), int(meta["z_channels"])
+    b = int(meta.get("mean_bits", 2))
+    z_tables, y_tables = TableSet(prior, "z"), TableSet(prior, "y")
+    if not 0 <= b <= 5 or len(y_tables) != 48 << b or len(z_tables) != c_z:
+        raise RefusedStreamError(f"{prior.path.name}: table counts do not fit mean_bits {b}")
+    if len(shape) != 3 or shape[0] != c_y:
+        raise RefusedStreamError(f"ans-hyperprior: symbols {shape} do not fit a prior of {c_y} channels")
+    _, h, w = shape
+    coder = RansDecoder(payload)
+    zs = (c_z, -(-h // 4), -(-w // 4))
+    z = decode_part(coder, np.broadcast_to(np.arange(c_z)[:, None, None], zs), z_tables).reshape(zs)
+    a = z << 8
+    for i in range(3):
+        if i < 2:
+            a = a.repeat(2, axis=1).repeat(2, axis=2)
+        a = layer(conv(a, prior[f"hs{i}_w"], prior[f"hs{i}_b"]), int(prior[f"hs{i}_shift"][0]), i < 2)
+    mu_h, ls_h = a[:c_y, :h, :w], a[c_y : 2 * c_y, :h, :w]
+    y = np.zeros(shape, dtype=np.int64)
+    ctx = meta.get("context")
+    if not ctx:
+        table, centre = table_and_centre(mu_h, ls_h, b)
+        y = decode_part(coder, table, y_tables).reshape(shape) + centre
+    else:
+        order, phases, all_hyper = [int(c) for c in ctx["order"]], int(ctx["phases"]), bool(ctx.get("all_hyper", False))
+        if sorted(order) != list(range(c_y)) or phases not in (2, 4, 7):
+            raise RefusedStreamError(f"{prior.path.name}: bad context")
+        pmap = phase_map(h, w, phases)
+        for k, c in enumerate(order):
+            for p in range(phases):
+                sel = pmap == p
+                if not sel.any():
+                    continue
+                parts = [mu_h, ls_h] if all_hyper else [mu_h[c : c + 1], ls_h[c : c + 1]]
+                parts.append(y[order[:k]] << 8)
+                if p > 0:
+                    parts.append(np.where(pmap < p, y[c], 0)[None] << 8)
+                inputs = np.clip(np.concatenate(parts), -ACT_LIMIT, ACT_LIMIT)
+                g = k * phases + p
+                net = [(prior[f"ctx{g}_{l}_w"], prior[f"ctx{g}_{l}_b"], int(prior[f"ctx{g}_{l}_shift"][0])) for l in range(3)]
+                if phases in (4, 7):
+                    grid = phase_grid(phases, p)
+                    a = layer(conv(inputs, net[0][0], net[0][1], grid), net[0][2], True)
+                    a = layer(conv(a, net[1][0], net[1][1]), net[1][2], True)
+                    a = layer(conv(a, net[2][0], net[2][1]), net[2][2], False)
+                    dmu, dls = a[0].ravel(), a[1].ravel()
+                else:
+                    a = inputs
+                    for l, (wl, bl, sl) in enumerate(net):
+                        a = layer(conv(a, wl, bl), sl, l < 2)
+                    dmu, dls = a[0][sel], a[1][sel]
+                table, centre = table_and_centre(mu_h[c][sel] + dmu, ls_h[c][sel] + dls, b)
+                y[c][sel] = decode_part(coder, table, y_tables) + centre
+    coder.finish()
+    if np.abs(y).max(initial=0) > (1 << 30):
+        raise CorruptStreamError("ans-hyperprior: decoded symbol out of range")
+    return y.astype(np.int32)
+
+
+# --- ans-context (SPEC 6.6) --------------------------------------------------------------------------
+
+EDGES = [0, 1, 2, 3, 4, 6, 8, 12, 16, 24]
+NUM_BINS = 11
+
+
+def decode_context(payload: bytes, record: StageRecord, shape: tuple[int, ...], env: Env) -> np.ndarray:
+    ts = TableSet(find_prior("context", record, env), "y")
+    n_scales = len(ts) // 4
+    if len(shape) != 3:
+        raise RefusedStreamError(f"ans-context: expected (C, h, w) symbols, got {shape}")
+    c, h, w = shape
+    levels = 0
+    while levels < 6 and min(-(-h // (1 << levels)), -(-w // (1 << levels))) >= 8:
+        levels += 1
+    r = Cursor(payload)
+
+    def scale_byte(what: str) -> int:
+        v = r.u8(what)
+        if v >= n_scales:
+            raise CorruptStreamError(f"ans-context: {what} {v} out of range")
+        return v
+
+    centre, cscale = [], []
+    for _ in range(c):
+        centre.append(unzigzag(r.varint("ans-context centre", (1 << 32) - 1)))
+        cscale.append(scale_byte("coarse scale"))
+    steps = [(k, phase) for k in range(levels - 1, -1, -1) for phase in (1, 2)]
+    n_ctx = c * NUM_BINS
+    step_scales = []
+    for _ in steps:
+        bitmap = r.take((n_ctx + 7) // 8, "context bitmap")
+        used = [bool(bitmap[i // 8] >> (7 - i % 8) & 1) for i in range(n_ctx)]
+        step_scales.append([scale_byte("context scale") if u else None for u in used])
+    coder = RansDecoder(r.take(r.left(), "ans-context words"))
+    x = np.zeros(shape, dtype=np.int64)
+    coarse = x[:, :: 1 << levels, :: 1 << levels]
+    ids = np.broadcast_to((4 * np.asarray(cscale, dtype=np.int64))[:, None, None], coarse.shape)
+    coarse[...] = decode_part(coder, ids, ts).reshape(coarse.shape) + np.asarray(centre, dtype=np.int64)[:, None, None]
+    for (k, phase), scales in zip(steps, step_scales):
+        grid = x[:, :: 1 << k, :: 1 << k]  # a view
+        gh, gw = grid.shape[1:]
+        i, j = np.indices((gh, gw))
+        mask = ((i % 2 == 1) & (j % 2 == 1)) if phase == 1 else ((i + j) % 2 == 1)
+        known_mask = (i % 2 == 0) & (j % 2 == 0)
+        if phase == 2:
+            known_mask |= (i % 2 == 1) & (j % 2 == 1)
+        known = np.where(known_mask, grid, 0)
+        pad = np.pad(known, ((0, 0), (1, 1), (1, 1)), mode="reflect")  # both sides >= 8 here
+        pi, pj = np.nonzero(mask)  # row-major
+        offsets = ((-1, -1), (-1, 1), (1, -1), (1, 1)) if phase == 1 else ((-1, 0), (1, 0), (0, -1), (0, 1))
+        neigh = np.stack([pad[:, pi + 1 + di, pj + 1 + dj] for di, dj in offsets])  # (4, C, npos)
+        s4 = neigh.sum(axis=0)
+        act = neigh.max(axis=0) - neigh.min(axis=0)
+        bins = (act[..., None] > np.asarray(EDGES)).sum(axis=-1)
+        ctx = np.arange(c)[:, None] * NUM_BINS + bins  # (C, npos), channel-major
+        table = np.empty(ctx.shape, dtype=np.int64)
+        for idx, cx in np.ndenumerate(ctx):
+            if scales[cx] is None:
+                raise CorruptStreamError("ans-context: a symbol falls in a context the stream declared unused")
+            table[idx] = 4 * scales[cx] + (int(s4[idx]) & 3)
+        values = decode_part(coder, table, ts).reshape(ctx.shape)
+        grid[:, pi, pj] = values + (s4 >> 2)
+    coder.finish()
+    return _to_int32(x, "ans-context")
+
+
+ENTROPY_CODERS: dict[str, Callable[[bytes, StageRecord, tuple[int, ...], Env], np.ndarray]] = {
     "ans": decode_ans,
     "zlib": decode_zlib,
+    "ans-binned": decode_binned_coder,
+    "ans-factorized": decode_factorized,
+    "ans-hyperprior": decode_hyperprior,
+    "ans-context": decode_context,
 }
 
 
-# --- quantizers (SPEC 5.1, 5.2) ----------------------------------------------------------------
+# --- quantizers (SPEC 5) ------------------------------------------------------------------------------
 
 
 def uniform_step(params: bytes) -> float:
@@ -457,20 +844,156 @@ def uint8_half_range(params: bytes) -> float:
     return _f32_param(params, UINT8_DEFAULT_HALF_RANGE, 1e-3, 1e4, "uint8 half range")
 
 
-def dequantize_uniform(symbols: np.ndarray, params: bytes) -> np.ndarray:
-    step = F32(uniform_step(params))
-    return symbols.astype(F32) * step  # one f32 multiplication (SPEC 5.1)
+def grid_to_latent(values: np.ndarray, half_range: float) -> np.ndarray:
+    """SPEC 5.2: ``((fl32(v) / 255) - 0.5) * 2r`` in f32, in this order."""
+    return (values.astype(F32) / F32(255) - F32(0.5)) * F32(2.0 * half_range)
 
 
-def dequantize_uint8(symbols: np.ndarray, params: bytes) -> np.ndarray:
-    d = F32(2.0 * uint8_half_range(params))  # exact
-    return (symbols.astype(F32) / F32(255) - F32(0.5)) * d  # SPEC 5.2, in this order
+@dataclass(frozen=True)
+class PaletteConfig:
+    colors: int
+    compact: bool
+    ranks: bool
+    codebook: int | None
+    half_range: float
 
 
-QUANTIZERS: dict[str, tuple[Callable[[tuple[int, int, int]], tuple[int, ...]], Callable[[bytes], object], Callable[[np.ndarray, bytes], np.ndarray]]] = {
-    # name: (symbol shape from latent shape, params check, dequantize)
-    "uniform": (lambda shape: shape, uniform_step, dequantize_uniform),
-    "uint8": (lambda shape: shape, uint8_half_range, dequantize_uint8),
+def palette_config(params: bytes) -> PaletteConfig:
+    """SPEC 5.3 params."""
+    if len(params) < 2 or params[1] & ~15:
+        raise CorruptStreamError("palette: bad params")
+    colors, flags = params[0] + 1, params[1]
+    if colors < 2:
+        raise CorruptStreamError("palette: fewer than 2 colours")
+    rest = params[2:]
+    codebook = None
+    if flags & 4:
+        if not rest:
+            raise CorruptStreamError("palette: codebook id missing")
+        codebook, rest = rest[0], rest[1:]
+    half_range = UINT8_DEFAULT_HALF_RANGE
+    if flags & 8:
+        if len(rest) != 4:
+            raise CorruptStreamError("palette: bad half range")
+        (half_range,) = struct.unpack("<f", rest)
+        if not math.isfinite(half_range) or not 1e-3 <= half_range <= 1e4:
+            raise CorruptStreamError("palette: invalid half range")
+        rest = b""
+    if rest:
+        raise CorruptStreamError("palette: params have bytes left over")
+    return PaletteConfig(colors, bool(flags & 1), bool(flags & 2), codebook, half_range)
+
+
+CODEBOOKS = {1: "palette-taesd-v1.npz"}  # SPEC 5.3.4
+
+
+def load_codebook(cid: int, colors: int, env: Env) -> np.ndarray:
+    if cid not in CODEBOOKS:
+        raise RefusedStreamError(f"palette: unknown codebook id {cid}")
+    for folder in env.codebook_dirs:
+        path = Path(folder) / CODEBOOKS[cid]
+        if path.is_file():
+            with np.load(path, allow_pickle=False) as npz:
+                if str(colors) not in npz.files:
+                    raise RefusedStreamError(f"palette: codebook {cid} has no palette of {colors} entries")
+                return np.asarray(npz[str(colors)], dtype=np.int64)
+    raise RefusedStreamError(f"palette: codebook file {CODEBOOKS[cid]} is not installed")
+
+
+def decode_compact_palette(data: bytes, count: int, channels: int) -> np.ndarray:
+    """SPEC 5.3.1, the compact code."""
+    r = Cursor(data)
+    first = r.u8("palette first entry")
+    ranges = [(r.u8("palette minimum"), r.u8("palette maximum")) for _ in range(1, channels)]
+    table = read_table(r, 12, "palette delta table") if count > 1 else None
+    coder = RansDecoder(r.take(r.left(), "palette words"))
+    out = np.empty((count, channels), dtype=np.int64)
+    deltas = decode_binned(table, count - 1, coder) if table is not None else []
+    out[:, 0] = first + np.concatenate([[0], np.cumsum(np.asarray(deltas, dtype=np.int64))])
+    for c, (lo, hi) in enumerate(ranges, start=1):
+        if hi < lo:
+            raise CorruptStreamError("palette: channel range is inverted")
+        if hi == lo:
+            out[:, c] = lo
+        else:
+            model = Uniform(hi - lo + 1)
+            out[:, c] = [lo + coder.decode(model) for _ in range(count)]
+    coder.finish()
+    if out.max() > 255:
+        raise CorruptStreamError("palette: entries are corrupt")
+    return out
+
+
+def palette_from_side_info(side: bytes, cfg: PaletteConfig, env: Env) -> np.ndarray:
+    if cfg.codebook is not None:
+        if side:
+            raise CorruptStreamError("palette: side info with a global codebook")
+        return load_codebook(cfg.codebook, cfg.colors, env)
+    if len(side) < 2:
+        raise CorruptStreamError("palette: side info is too short")
+    count, channels = side[0] + 1, side[1] + 1
+    if cfg.compact:
+        return decode_compact_palette(side[2:], count, channels)
+    inflater = zlib.decompressobj()
+    try:
+        raw = inflater.decompress(side[2:], count * channels)
+    except zlib.error as exc:
+        raise CorruptStreamError(f"palette: cannot inflate ({exc})") from exc
+    if len(raw) != count * channels or not inflater.eof or inflater.unused_data or inflater.unconsumed_tail:
+        raise CorruptStreamError("palette: zlib palette is not exactly K*C bytes")
+    return np.frombuffer(raw, dtype=np.uint8).reshape(count, channels).astype(np.int64)
+
+
+def ranks_to_indices(ranks: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """SPEC 5.3.2: decode by anti-diagonals."""
+    h, w = ranks.shape
+    k, c = palette.shape
+    if ranks.size and (ranks.min() < 0 or ranks.max() >= k):
+        raise CorruptStreamError("palette: rank outside the palette")
+    index = np.zeros((h, w), dtype=np.int64)
+    colour = np.zeros((h, w, c), dtype=np.int64)
+    mid = np.full(c, 128, dtype=np.int64)
+    for t in range(h + w - 1):
+        i = np.arange(max(0, t - w + 1), min(h - 1, t) + 1)
+        j = t - i
+        top_raw = colour[np.maximum(i - 1, 0), j]
+        left = np.where((j > 0)[:, None], colour[i, np.maximum(j - 1, 0)], np.where((i > 0)[:, None], top_raw, mid))
+        top = np.where((i > 0)[:, None], top_raw, left)
+        pred = (left + top + 1) // 2
+        d = ((pred[:, None, :] - palette[None, :, :]) ** 2).sum(axis=2)  # (n, K)
+        order = np.argsort(d, axis=1, kind="stable")
+        chosen = order[np.arange(len(i)), ranks[i, j]]
+        index[i, j] = chosen
+        colour[i, j] = palette[chosen]
+    return index
+
+
+def dequantize_palette(symbols: np.ndarray, side: bytes, params: bytes, channels: int, env: Env) -> np.ndarray:
+    cfg = palette_config(params)
+    palette = palette_from_side_info(side, cfg, env)
+    if palette.shape[1] != channels:
+        raise CorruptStreamError(f"palette: {palette.shape[1]} channels, the header says {channels}")
+    s = symbols[0].astype(np.int64)
+    if cfg.ranks:
+        index = ranks_to_indices(s, palette)
+    else:
+        if s.size and (s.min() < 0 or s.max() >= len(palette)):
+            raise CorruptStreamError("palette: index outside the palette")
+        index = s
+    return np.ascontiguousarray(np.moveaxis(grid_to_latent(palette[index], cfg.half_range), -1, 0))
+
+
+@dataclass(frozen=True)
+class QuantizerSpec:
+    symbol_shape: Callable[[tuple[int, int, int]], tuple[int, ...]]
+    check_params: Callable[[bytes], object]
+    dequantize: Callable[[np.ndarray, bytes, bytes, int, Env], np.ndarray]  # symbols, side info, params, C, env
+
+
+QUANTIZERS: dict[str, QuantizerSpec] = {
+    "uniform": QuantizerSpec(lambda s: s, uniform_step, lambda y, side, p, c, env: y.astype(F32) * F32(uniform_step(p))),
+    "uint8": QuantizerSpec(lambda s: s, uint8_half_range, lambda y, side, p, c, env: grid_to_latent(y, uint8_half_range(p))),
+    "palette": QuantizerSpec(lambda s: (1, *s[1:]), palette_config, dequantize_palette),
 }
 
 
@@ -484,8 +1007,9 @@ class Decoded:
     latent: np.ndarray  # float32 (C, h, w)
 
 
-def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
+def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, env: Env | None = None) -> Decoded:
     """Parse, check and decode a stream to its symbols and dequantized latent."""
+    env = env or Env()
     stream = read_stream(data, max_pixels)
     for record in stream.chain:
         check_record(record)
@@ -494,10 +1018,11 @@ def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
         raise NotImplementedStageError(f"quantizer {q.name!r} is not implemented by the reference decoder")
     if e.name not in ENTROPY_CODERS:
         raise NotImplementedStageError(f"entropy coder {e.name!r} is not implemented by the reference decoder")
-    symbol_shape, check_params, dequantize = QUANTIZERS[q.name]
-    check_params(q.params)  # bad params are errors before any decoding
-    symbols = ENTROPY_CODERS[e.name](stream.payload, e.params, symbol_shape(stream.latent_shape))
-    return Decoded(stream, symbols, dequantize(symbols, q.params))
+    quantizer = QUANTIZERS[q.name]
+    quantizer.check_params(q.params)  # bad params are errors before any decoding
+    symbols = ENTROPY_CODERS[e.name](stream.payload, e, quantizer.symbol_shape(stream.latent_shape), env)
+    latent = quantizer.dequantize(symbols, stream.side_info, q.params, stream.channels, env)
+    return Decoded(stream, symbols, latent)
 
 
 def symbols_sha256(symbols: np.ndarray) -> str:
@@ -512,12 +1037,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Decode latentcodec streams to symbols (reference decoder).")
     parser.add_argument("files", nargs="+")
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="decode-side pixel limit (default 16 MP)")
+    parser.add_argument("--priors", action="append", default=None, metavar="DIR", help="folder of prior files (repeatable; default: the checkout's shipped priors)")
+    parser.add_argument("--codebooks", action="append", default=None, metavar="DIR", help="folder of palette codebooks")
     args = parser.parse_args(argv)
+    env = Env(
+        tuple(Path(d) for d in args.priors) if args.priors else Env.prior_dirs,
+        tuple(Path(d) for d in args.codebooks) if args.codebooks else Env.codebook_dirs,
+    )
     status = 0
     for path in args.files:
         try:
             with open(path, "rb") as fh:
-                out = decode(fh.read(), args.max_pixels)
+                out = decode(fh.read(), args.max_pixels, env)
         except (OSError, StreamError) as exc:
             print(f"{path}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
             status = 1
