@@ -494,3 +494,33 @@ def test_stage_version_2_names_the_prior_by_canonical_digest():
     unknown = bitstream.write(Stream(v1.width, v1.height, v1.latent_channels, v1.downsampling_factor, tuple(records), v1.fingerprint, v1.side_info, v1.payload))
     with pytest.raises(ref.PriorMismatchError):
         ref.decode(unknown)
+
+
+def test_decoding_past_the_end_and_is_empty_match_constriction():
+    """Decoding never fails; the state shrinks once the words are used up, and
+    constriction's is_empty() is exactly "state == 0" (SPEC 3.2)."""
+    rng = np.random.default_rng(2)
+    for trial in range(20):
+        freqs = _random_freqs(rng, 50, 12)
+        symbols = rng.integers(0, 50, size=int(rng.integers(1, 200))).astype(np.int32)
+        model = constriction.stream.model.Categorical(freqs.astype(np.float64) / 4096, perfect=False)
+        encoder = constriction.stream.stack.AnsCoder()
+        encoder.encode_reverse(symbols, model)
+        words = encoder.get_compressed()
+        theirs = constriction.stream.stack.AnsCoder(words)
+        ours = ref.RansDecoder(np.asarray(words, dtype="<u4").tobytes())
+        ours_cat, extra = ref.Categorical(freqs, 12), ref.Uniform(7)
+        for k in range(len(symbols) + 30):
+            if k < len(symbols) or k % 2:
+                got = int(theirs.decode(model))
+                assert ours.decode(ours_cat) == got
+            else:
+                got = int(theirs.decode(constriction.stream.model.Uniform(7)))
+                assert ours.decode(extra) == got
+            if k < len(symbols):
+                assert got == symbols[k]
+            assert theirs.is_empty() == (ours.state == 0)
+            if k < len(symbols):
+                assert theirs.is_empty() == (k == len(symbols) - 1)  # empty exactly after the last symbol
+            if k == len(symbols):  # an empty coder decodes symbol 0 and stays empty
+                assert got == 0 and theirs.is_empty()
