@@ -6,7 +6,6 @@ Also checks SPEC 3.2-3.3's integer description of constriction's rANS coder and 
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import struct
@@ -57,10 +56,6 @@ def library_decode(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     coder = _stage(stream.stage("entropy_coder"))
     symbols = coder.decode(stream.payload, tuple(quantizer.symbol_shape(stream.latent_shape)))
     return symbols, np.asarray(quantizer.dequantize(symbols, stream.side_info))
-
-
-def sha256_int32(symbols: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(symbols, dtype="<i4").tobytes()).hexdigest()
 
 
 def assert_same_decode(data: bytes) -> "ref.Decoded":
@@ -524,3 +519,16 @@ def test_decoding_past_the_end_and_is_empty_match_constriction():
                 assert theirs.is_empty() == (k == len(symbols) - 1)  # empty exactly after the last symbol
             if k == len(symbols):  # an empty coder decodes symbol 0 and stays empty
                 assert got == 0 and theirs.is_empty()
+
+
+def test_reference_decoder_imports_only_the_standard_library_and_numpy():
+    import ast
+
+    source = (ROOT / "bitstream" / "reference" / "decode.py").read_text()
+    imported = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            imported |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported.add((node.module or "").split(".")[0])
+    assert imported - set(sys.stdlib_module_names) == {"numpy"}
