@@ -4,8 +4,9 @@ Images enter as a path, a PIL image, a numpy array or a torch tensor; inside the
 they are always float32 ``(1, 3, H, W)`` in [0, 1], sRGB, upright, opaque.  Every input
 either converts by the rules below or is refused with an :class:`ImageReadError` that
 says what was received and what is accepted: nothing is clipped or guessed silently.
-Pixel counts are checked (from the header, for files) before any pixels are decoded,
-and outputs are written atomically.  Importing this module does not import torch.
+Pixel counts are checked (from the header, for files) before any pixels are decoded
+(:class:`ImageTooLargeError`); a missing, truncated or corrupt file raises
+:class:`ImageReadError`.  Outputs are written atomically.  Importing this module does not import torch.
 
 Sources
     A **file** is opened with Pillow (first frame of an animation, current page of a
@@ -32,12 +33,14 @@ Values by Pillow mode (an image's value range comes from its bit depth)
                     otherwise refused with the range found.
     ``RGB``         8-bit, ``/255`` (``transparency`` colour key: see alpha).
     ``RGBA``, ``RGBa``: 8-bit colour + alpha (``RGBa`` premultiplied); ``RGBX``: X dropped.
+                    (Pillow 13 opens associated-alpha TIFFs as ``RGBA``, un-premultiplied.)
     ``CMYK``        with an embedded CMYK profile: LittleCMS (``PIL.ImageCms``) to sRGB;
                     without one: Pillow's conversion, R = (255 - C)(255 - K)/255 etc.
     ``YCbCr``       Pillow's conversion (JPEG/JFIF full-range BT.601).
     ``LAB``         CIE L*a*b* (D50, Pillow's 8-bit encoding) to sRGB with ImageCms
                     (colours outside the sRGB gamut are clipped by LittleCMS).
-    ``HSV``         Pillow's conversion (exact inverse of ``convert("HSV")``).
+    ``HSV``         Pillow's conversion (the standard hexcone model, H scaled to 0..255;
+                    it inverts ``convert("HSV")`` up to 8-bit rounding).
     Any other mode is refused.
 
 16-bit colour files
@@ -50,6 +53,7 @@ Values by Pillow mode (an image's value range comes from its bit depth)
     Pillow kept).  16-bit binary PPM (P6, maxval 256..65535) is read directly, ``/maxval``.
     16-bit RGB(A) TIFF files (and plain-text 16-bit PPM) still come through Pillow's
     8-bit reduction: that is allowed but raises an :class:`ImageWarning` saying so.
+    AVIF/WebP files with more than 8 bits are decoded to 8 bits by Pillow (undetectable).
 
 Alpha
     Alpha is composited over white: ``c * a + (1 - a)``; premultiplied modes (``RGBa``,
@@ -61,9 +65,9 @@ Alpha
 ICC profiles
     An embedded profile is converted to sRGB with LittleCMS (perceptual intent).  A
     profile whose description names sRGB, or whose conversion moves no colour by more
-    than one 8-bit level, is taken as sRGB and the pixels are not touched.  The
-    conversion runs on 8-bit samples (``ImageCms`` has no 16-bit colour path), so a
-    16-bit image with a non-sRGB profile keeps 8 bits of precision.  A profile that
+    than one 8-bit level, is taken as sRGB and the pixels are not touched (so is an sRGB
+    profile on a grey image).  The conversion runs on 8-bit samples (``ImageCms`` has no
+    16-bit colour path), so a 16-bit image with a non-sRGB profile keeps 8 bits of precision.  A profile that
     cannot be read, or that does not describe the image's colours (an RGB profile on a
     grey image, ...), is ignored with an :class:`ImageWarning` and the pixels are taken as
     sRGB (for CMYK: Pillow's conversion).  ``LAB`` images ignore embedded profiles.
@@ -71,7 +75,8 @@ ICC profiles
 EXIF orientation
     All 8 EXIF orientations are applied (the same transposes as
     ``ImageOps.exif_transpose``; an XMP ``tiff:Orientation`` counts too).  An EXIF block
-    that cannot be parsed is ignored with an :class:`ImageWarning`.
+    that cannot be parsed is ignored with a warning (Pillow's own "Corrupt EXIF data",
+    or an :class:`ImageWarning` when reading it raises).
 
 Numpy arrays (values by dtype, like Pillow)
     ``uint8`` (``/255``) or ``uint16`` (``/65535``) in the Pillow/numpy layout ``(H, W)``,
