@@ -26,7 +26,7 @@ CODERS = ("zlib", "ans", "ans-factorized", "ans-hyperprior", "ans-hyperprior:ref
 def create(label: str):  # type: ignore[no-untyped-def]
     """``name`` or ``name:key=value,...`` (encoder-side options) -> an entropy coder."""
     from latentcodec import registry
-    from latentcodec.codec import parse_options
+    from latentcodec.options import parse_options
 
     name, _, options = label.partition(":")
     return registry.create("entropy_coder", name, **parse_options(options.split(",") if options else []))

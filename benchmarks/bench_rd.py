@@ -89,7 +89,7 @@ def setup() -> dict[str, Any]:
 
 def make_codec(preset: str, value: Any):  # type: ignore[no-untyped-def]
     from latentcodec import Codec
-    from latentcodec.ratecontrol import rate_parameter
+    from latentcodec.rate import rate_parameter
 
     state = setup()
     codec = Codec.from_preset(preset, transform="taesd", model=str(SHARED / "models" / "taesd"), device="cpu")

@@ -6,7 +6,8 @@ refiner) that are discovered through entry points; see :class:`Codec`.
 
 from __future__ import annotations
 
-from .codec import Codec, compress, decompress, describe
+from .codec import Codec, compress, decompress
+from .info import describe
 from .errors import LatentCodecError
 from .presets import PRESETS
 from .stages import EntropyCoder, Quantized, Quantizer, RefineContext, Refiner, Stage, Transform

@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
-    from .codec import Codec, parse_options
+    from .codec import Codec
+    from .options import parse_options
 
     ensure_writable(args.output, args.force)
     if not Path(args.input).exists():
@@ -113,7 +114,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
 
 def cmd_decompress(args: argparse.Namespace) -> int:
-    from .codec import decompress, parse_options
+    from .codec import decompress
+    from .options import parse_options
 
     ensure_writable(args.output, args.force)
     data = _read_bytes(args.input)
@@ -137,7 +139,7 @@ def cmd_decompress(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .codec import describe
+    from .info import describe
 
     info = describe(_read_bytes(args.input))
     if args.json:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import ast
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -11,77 +10,12 @@ from PIL import Image
 
 from . import bitstream, registry
 from .bitstream import StageRecord, Stream
-from .errors import (
-    CorruptStreamError,
-    StageConfigError,
-    StageInputError,
-    UnsupportedVersionError,
-    WeightsMismatchError,
-)
-from .imageio import DEFAULT_MAX_PIXELS, ImageLike, to_pil, to_tensor
+from .decoding import check_transform, decode_latent, render, resolve_refiner, stage_from_record
+from .errors import StageConfigError, StageInputError, WeightsMismatchError
+from .imageio import DEFAULT_MAX_PIXELS, ImageLike, to_tensor
+from .options import RUNTIME_KEYS, route_options
 from .presets import DEFAULT_PRESET, get_preset
-from .stages import STAGE_KINDS, EntropyCoder, Quantizer, RefineContext, Refiner, Stage, StageKind, Transform
-
-RUNTIME_KEYS = ("model", "device", "dtype")
-
-
-def parse_option_value(text: str) -> Any:
-    """``--option`` values: Python literals (numbers, booleans, None, lists) or strings."""
-    lowered = text.strip().lower()
-    if lowered in {"true", "false"}:
-        return lowered == "true"
-    if lowered in {"none", "null"}:
-        return None
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
-def parse_options(pairs: Iterable[str]) -> dict[str, Any]:
-    """``["a=1", "quantizer.step=0.3"]`` -> ``{"a": 1, "quantizer.step": 0.3}``."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise StageConfigError(f"option {pair!r} is not of the form key=value")
-        out[key.strip()] = parse_option_value(value)
-    return out
-
-
-def _route_options(
-    names: Mapping[StageKind, str], options: Mapping[str, Any]
-) -> dict[StageKind, dict[str, Any]]:
-    """Send each option to the stage that accepts it (``kind.key`` or ``name.key`` is explicit)."""
-    classes = {kind: registry.load(kind, name) for kind, name in names.items()}
-    routed: dict[StageKind, dict[str, Any]] = {kind: {} for kind in names}
-    for key, value in options.items():
-        prefix, dot, bare = key.rpartition(".")
-        if dot:
-            targets = [k for k in names if prefix in (k, names[k], k.replace("_", "-"))]
-            if not targets:
-                raise StageConfigError(f"option {key!r}: no stage {prefix!r} in this chain ({', '.join(names.values())})")
-        else:
-            bare = key
-            targets = [k for k, cls in classes.items() if bare in cls.config_keys()]
-            if len(targets) > 1 and bare in RUNTIME_KEYS:
-                pass  # device/dtype apply to every stage that runs a model
-            elif len(targets) > 1:
-                raise StageConfigError(
-                    f"option {key!r} is ambiguous between {', '.join(names[t] for t in targets)}; "
-                    f"write it as STAGE.{key}"
-                )
-        for kind in targets:
-            if bare not in classes[kind].config_keys():
-                raise StageConfigError(
-                    f"{kind.replace('_', ' ')} {names[kind]!r} has no option {bare!r}; "
-                    f"valid: {', '.join(classes[kind].config_keys()) or '(none)'}"
-                )
-            routed[kind][bare] = value
-        if not targets:
-            valid = "; ".join(f"{names[k]}: {', '.join(c.config_keys()) or '-'}" for k, c in classes.items())
-            raise StageConfigError(f"no stage in this chain takes option {key!r} (valid: {valid})")
-    return routed
+from .stages import STAGE_KINDS, EntropyCoder, Quantizer, Refiner, Stage, StageKind, Transform
 
 
 class Codec:
@@ -122,7 +56,7 @@ class Codec:
         *,
         max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> "Codec":
-        routed = _route_options(names, options or {})
+        routed = route_options(names, options or {})
         stages = {kind: registry.create(kind, names[kind], **routed[kind]) for kind in STAGE_KINDS}
         return cls(**stages, max_pixels=max_pixels)  # type: ignore[arg-type]
 
@@ -250,115 +184,6 @@ class Codec:
         return render(stream, latent, quantizer, self.transform, chosen, as_tensor=as_tensor)
 
 
-# --- stream-driven helpers -----------------------------------------------------------
-def stage_from_record(record: StageRecord, **runtime: Any) -> Stage:
-    """Instantiate the stage a stream names, with its wire params and runtime options."""
-    cls = registry.load(record.kind, record.name)
-    supported = getattr(cls, "supported_versions", (cls.version,))
-    if record.version not in supported:
-        raise UnsupportedVersionError(
-            f"stream uses {record.kind.replace('_', ' ')} {record.name!r} version {record.version}; "
-            f"the installed one reads version(s) {', '.join(map(str, supported))}"
-        )
-    config = cls.config_from_wire(record.params)
-    keys = cls.config_keys()
-    config.update({k: v for k, v in runtime.items() if k in keys and v is not None})
-    return cls.from_config(config)
-
-
-def decode_symbols(stream: Stream) -> tuple[np.ndarray, Quantizer]:
-    """Entropy-decode a parsed stream's symbols; no model needed."""
-    quantizer = stage_from_record(stream.stage("quantizer"))
-    coder = stage_from_record(stream.stage("entropy_coder"))
-    assert isinstance(quantizer, Quantizer) and isinstance(coder, EntropyCoder)
-    shape = tuple(quantizer.symbol_shape(stream.latent_shape))
-    symbols = coder.decode(stream.payload, shape)
-    if tuple(symbols.shape) != shape:
-        raise CorruptStreamError("entropy coder returned symbols of the wrong shape")
-    return symbols, quantizer
-
-
-def decode_latent(stream: Stream) -> tuple[np.ndarray, Quantizer]:
-    symbols, quantizer = decode_symbols(stream)
-    latent = quantizer.dequantize(symbols, stream.side_info)
-    return np.asarray(latent, dtype=np.float32), quantizer
-
-
-def render(
-    stream: Stream,
-    latent: np.ndarray,
-    quantizer: Quantizer,
-    transform: Transform,
-    refiner: Refiner,
-    *,
-    as_tensor: bool,
-) -> Image.Image | torch.Tensor:
-    """Refine a dequantized latent into the stream's image, cropped to its size."""
-    context = RefineContext(image_size=(stream.width, stream.height), quantizer=quantizer, side_info=stream.side_info)
-    image = refiner.refine(torch.from_numpy(latent)[None], transform, context)[..., : stream.height, : stream.width]
-    return image if as_tensor else to_pil(image)
-
-
-def check_transform(stream: Stream, transform: Transform, *, force: bool) -> None:
-    """Refuse a transform whose latent layout or weights differ from the stream's."""
-    if (transform.latent_channels, transform.downsampling_factor) != (stream.latent_channels, stream.downsampling_factor):
-        raise WeightsMismatchError(
-            f"transform {transform.name!r} has {transform.latent_channels} latent channels at 1/{transform.downsampling_factor}; "
-            f"the stream has {stream.latent_channels} at 1/{stream.downsampling_factor}"
-        )
-    if force:
-        return
-    if transform.fingerprint() != stream.fingerprint:
-        raise WeightsMismatchError(
-            f"stream was encoded with transform weights {stream.fingerprint.hex()}, but the loaded "
-            f"{transform.name!r} model ({getattr(transform, 'model', '?')}) has {transform.fingerprint().hex()}; "
-            "pass the same --model, or --force to decode anyway"
-        )
-
-
-def resolve_refiner(
-    stream: Stream,
-    refiner: str | Refiner | None,
-    *,
-    current: Refiner | None = None,
-    options: Mapping[str, Any] | None = None,
-    **runtime: Any,
-) -> Refiner:
-    """The refiner to decode with: ``refiner`` if given, else the stream's own.
-
-    ``options`` are the user's explicit refiner options and must all be valid for the
-    chosen refiner; ``runtime`` ones (device, dtype, quiet) apply where they fit.  The
-    stream's wire params (e.g. a seed) are honoured when it names the same refiner.
-    """
-    options = dict(options or {})
-    if isinstance(refiner, Refiner):
-        chosen: Refiner = refiner
-    else:
-        name = refiner if isinstance(refiner, str) else stream.stage("refiner").name
-        cls = registry.load("refiner", name)
-        unknown = sorted(set(options) - set(cls.config_keys()))
-        if unknown:
-            raise StageConfigError(
-                f"refiner {name!r} has no option {', '.join(map(repr, unknown))}; "
-                f"valid: {', '.join(cls.config_keys()) or '(none)'}"
-            )
-        if refiner is None and current is not None and current.name == name and not options:
-            chosen = current
-        elif stream.stage("refiner").name == name:
-            chosen = stage_from_record(stream.stage("refiner"), **runtime, **options)  # type: ignore[assignment]
-        else:
-            keys = cls.config_keys()
-            config = {k: v for k, v in runtime.items() if k in keys and v is not None}
-            chosen = cls.from_config({**config, **options})  # type: ignore[assignment]
-    transform_space = registry.load("transform", stream.stage("transform").name).latent_space if stream.stage("transform").name in registry.entries("transform") else None
-    if chosen.latent_spaces is not None and transform_space is not None and transform_space not in chosen.latent_spaces:
-        raise StageConfigError(
-            f"refiner {chosen.name!r} works on {', '.join(sorted(chosen.latent_spaces))} latents, "
-            f"not on {transform_space!r} latents from {stream.stage('transform').name!r}"
-        )
-    return chosen
-
-
 def decompress(
     data: bytes,
     *,
@@ -400,31 +225,3 @@ def decompress(
 def compress(image: ImageLike, preset: str = DEFAULT_PRESET, **options: Any) -> bytes:
     """One-call compression with a preset; see :meth:`Codec.from_preset` for options."""
     return Codec.from_preset(preset, **options).compress(image)
-
-
-def describe(data: bytes) -> dict[str, Any]:
-    """What ``latentcodec info`` prints: chain, sizes, rate and overhead."""
-    stream = bitstream.read(data)
-    chain = []
-    for record in stream.chain:
-        item: dict[str, Any] = {"kind": record.kind, "name": record.name, "version": record.version}
-        try:
-            cls = registry.load(record.kind, record.name)
-            item["params"] = cls.config_from_wire(record.params)
-        except Exception:  # noqa: BLE001 - info works even without the plugin installed
-            item["params_hex"] = record.params.hex()
-        chain.append(item)
-    pixels = stream.width * stream.height
-    return {
-        "format_version": stream.version,
-        "width": stream.width,
-        "height": stream.height,
-        "latent_shape": list(stream.latent_shape),
-        "chain": chain,
-        "fingerprint": stream.fingerprint.hex(),
-        "total_bytes": stream.total_bytes,
-        "side_info_bytes": len(stream.side_info),
-        "payload_bytes": len(stream.payload),
-        "overhead_bytes": stream.overhead_bytes,
-        "bpp": 8.0 * stream.total_bytes / pixels,
-    }

@@ -1,9 +1,9 @@
 """Rate control: the highest-quality setting of a chain whose stream fits a byte budget.
 
 The transform runs once; only quantization and entropy coding are repeated while the
-quantizer's *rate parameter* is searched: the ``uniform`` step and the ``uint8`` half
-range by bisection in log space (continuous, so the budget is met to a fraction of a
-percent), the ``palette`` size by integer bisection.  The chosen value is part of the
+quantizer's *rate parameter* (:mod:`latentcodec.rate`) is searched: the ``uniform`` step
+and the ``uint8`` half range by bisection in log space (continuous, so the budget is met
+to a fraction of a percent), the ``palette`` size by integer bisection.  The chosen value is part of the
 quantizer's wire params, so ``latentcodec info`` shows it.
 
 >>> import numpy as np
@@ -33,24 +33,7 @@ import numpy as np
 
 from .errors import RateControlError, StageConfigError
 from .imageio import ImageLike, to_tensor
-
-
-@dataclass(frozen=True)
-class RateParameter:
-    """How to search one quantizer option: its range, and whether larger means more bytes."""
-
-    name: str
-    coarsest: float
-    finest: float
-    integer: bool = False
-
-
-#: Built-in quantizers; a plugin quantizer may declare ``rate_parameter`` and ``rate_range``.
-RATE_PARAMETERS: dict[str, RateParameter] = {
-    "uniform": RateParameter("step", 1000.0, 0.01),
-    "uint8": RateParameter("half_range", 1e4, 0.05),
-    "palette": RateParameter("colors", 2, 256, integer=True),
-}
+from .rate import RateParameter, rate_parameter, with_rate
 
 
 @dataclass(frozen=True)
@@ -59,16 +42,6 @@ class RateResult:
     parameter: str
     value: float | int
     evaluations: int
-
-
-def rate_parameter(quantizer: Any) -> RateParameter:
-    found = RATE_PARAMETERS.get(quantizer.name)
-    if found is None and getattr(quantizer, "rate_range", None) is not None:
-        coarsest, finest = quantizer.rate_range
-        found = RateParameter(quantizer.rate_parameter, coarsest, finest, isinstance(coarsest, int))
-    if found is None:
-        raise StageConfigError(f"rate control does not know the rate parameter of quantizer {quantizer.name!r}")
-    return found
 
 
 def target_from_bpp(bpp: float, image_size: tuple[int, int]) -> int:
@@ -126,11 +99,9 @@ def compress_latent_to_target(
     if isinstance(target_bytes, bool) or not isinstance(target_bytes, (int, np.integer)) or target_bytes <= 0:
         raise StageConfigError(f"target bytes must be a positive integer, got {target_bytes!r}")
     p = rate_parameter(codec.quantizer)
-    config = codec.quantizer.get_config()
-    qcls = type(codec.quantizer)
 
     def encode(value: float) -> bytes:
-        quantizer = qcls.from_config({**config, p.name: int(value) if p.integer else float(value)})
+        quantizer = with_rate(codec.quantizer, value)
         trial = Codec(codec.transform, quantizer, codec.entropy_coder, codec.refiner, max_pixels=codec.max_pixels)
         return trial.compress_latent(latent, image_size)
 

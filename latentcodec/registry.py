@@ -1,7 +1,8 @@
-"""Stage discovery through entry points, the same path for built-ins and plugins.
+"""Plugin discovery through entry points, the same path for built-ins and plugins.
 
-Discovery only reads distribution metadata; a stage's module is imported the first time
-that stage is loaded.  A plugin that fails to import is reported (name, entry point,
+Stages (four groups, below) and evaluation metrics (``latentcodec.metrics``) are found
+here.  Discovery only reads distribution metadata; a plugin's module is imported the
+first time it is loaded.  A plugin that fails to import is reported (name, entry point,
 distribution) without affecting the other stages, and a name registered twice is an
 error when it is used, never a silent overwrite.
 """
@@ -32,9 +33,9 @@ KIND_LABELS: dict[StageKind, str] = {
 
 @dataclass(frozen=True)
 class StageEntry:
-    """One discovered entry point, not yet imported."""
+    """One discovered entry point, not yet imported (``kind``: a stage kind, or ``metric``)."""
 
-    kind: StageKind
+    kind: str
     name: str
     value: str  # "module:attr"
     distribution: str  # "name version", or "?" when unknown
@@ -51,10 +52,11 @@ def _distribution_label(ep: md.EntryPoint) -> str:
 
 
 @lru_cache(maxsize=None)
-def _discover(kind: StageKind) -> tuple[dict[str, StageEntry], dict[str, tuple[StageEntry, ...]]]:
+def discover(group: str, kind: str) -> tuple[dict[str, StageEntry], dict[str, tuple[StageEntry, ...]]]:
+    """``(name -> entry, name -> every claimant of a name registered twice)`` of one group."""
     entries: dict[str, StageEntry] = {}
     duplicates: dict[str, list[StageEntry]] = {}
-    for ep in md.entry_points(group=GROUPS[kind]):
+    for ep in md.entry_points(group=group):
         entry = StageEntry(kind, ep.name, ep.value, _distribution_label(ep))
         seen = entries.get(ep.name)
         if seen is None:
@@ -66,18 +68,32 @@ def _discover(kind: StageKind) -> tuple[dict[str, StageEntry], dict[str, tuple[S
 
 def refresh() -> None:
     """Forget discovered and loaded stages (after installing a plugin at run time)."""
-    _discover.cache_clear()
+    discover.cache_clear()
     load.cache_clear()
 
 
 def entries(kind: StageKind) -> dict[str, StageEntry]:
     """Name -> entry for every stage of ``kind``, without importing anything."""
-    return dict(_discover(kind)[0])
+    return dict(discover(GROUPS[kind], kind)[0])
 
 
 def duplicates(kind: StageKind) -> dict[str, tuple[StageEntry, ...]]:
     """Names registered more than once for ``kind``, with every claimant."""
-    return dict(_discover(kind)[1])
+    return dict(discover(GROUPS[kind], kind)[1])
+
+
+def import_entry(e: StageEntry) -> object:
+    """Import the object an entry point names; any failure is a :class:`PluginLoadError`."""
+    module_name, _, attr = e.value.partition(":")
+    try:
+        import importlib
+
+        obj: object = importlib.import_module(module_name)
+        for part in attr.split(".") if attr else []:
+            obj = getattr(obj, part)
+    except Exception as exc:  # a broken plugin must not take the others down
+        raise PluginLoadError(f"cannot load {e.describe()}: {type(exc).__name__}: {exc}") from exc
+    return obj
 
 
 def names(kind: StageKind) -> list[str]:
@@ -106,15 +122,7 @@ def entry(kind: StageKind, name: str) -> StageEntry:
 def load(kind: StageKind, name: str) -> type[Stage]:
     """Import and validate the stage class registered as ``name``."""
     e = entry(kind, name)
-    module_name, _, attr = e.value.partition(":")
-    try:
-        import importlib
-
-        obj: object = importlib.import_module(module_name)
-        for part in attr.split(".") if attr else []:
-            obj = getattr(obj, part)
-    except Exception as exc:  # a broken plugin must not take the others down
-        raise PluginLoadError(f"cannot load {e.describe()}: {type(exc).__name__}: {exc}") from exc
+    obj = import_entry(e)
     base = STAGE_BASES[kind]
     if not (isinstance(obj, type) and issubclass(obj, base)):
         raise PluginLoadError(f"{e.describe()} is not a subclass of latentcodec.{base.__name__}")

@@ -1,7 +1,9 @@
 """The four stage contracts: transform, quantizer, entropy coder and refiner.
 
 A stage's constructor arguments are its config (as in diffusers), so
-``type(stage).from_config(stage.get_config())`` rebuilds an equivalent stage.  The
+``type(stage).from_config(stage.get_config())`` rebuilds an equivalent stage.  A
+subclass names only the arguments it adds or whose default it changes and passes the
+rest on with ``**kwargs``: the config keys are collected along the class hierarchy.  The
 subset of the config that a decoder needs travels in the stream as compact bytes
 (:meth:`Stage.wire_params`); options that only affect where or how fast a stage runs
 (``device``, ``model``) are *runtime options* and never enter the stream.
@@ -21,8 +23,30 @@ from .errors import CorruptStreamError, StageConfigError
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
+    from .rate import RateParameter
+
 StageKind = Literal["transform", "quantizer", "entropy_coder", "refiner"]
 STAGE_KINDS: tuple[StageKind, ...] = ("transform", "quantizer", "entropy_coder", "refiner")
+
+
+def config_defaults(cls: type) -> dict[str, Any]:
+    """Config key -> default (``inspect.Parameter.empty`` if required), along the MRO.
+
+    Walks ``__init__`` from the most derived class up; a constructor without
+    ``**kwargs`` ends the walk (it does not forward anything to its parent).
+    """
+    out: dict[str, Any] = {}
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None or klass is object:
+            continue
+        params = inspect.signature(init).parameters.values()
+        for p in params:
+            if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in out:
+                out[p.name] = p.default
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            break
+    return out
 
 
 class Stage(ABC):
@@ -38,13 +62,9 @@ class Stage(ABC):
 
     @classmethod
     def config_keys(cls) -> tuple[str, ...]:
-        """The constructor's keyword arguments, i.e. the valid config keys."""
-        params = inspect.signature(cls.__init__).parameters
-        return tuple(
-            p.name
-            for p in params.values()
-            if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-        )
+        """The valid config keys: the constructor's named arguments, and its parents' where
+        it forwards ``**kwargs`` to them (most derived first)."""
+        return tuple(config_defaults(cls))
 
     def get_config(self) -> dict[str, Any]:
         """Every constructor argument, read back from the attribute of the same name."""
@@ -127,6 +147,9 @@ class Quantizer(Stage):
     """Float latent ``(C, h, w)`` <-> integer symbols of the same shape."""
 
     kind: ClassVar[StageKind] = "quantizer"
+    #: The option that sets the rate (a :class:`latentcodec.rate.RateParameter`), if any:
+    #: rate control, ``--quality`` and evaluation sweeps use it.
+    rate_parameter: ClassVar["RateParameter | None"] = None
 
     @abstractmethod
     def quantize(self, latent: np.ndarray) -> Quantized:

@@ -19,10 +19,14 @@ WIRE_IDS: dict[StageKind, dict[str, int]] = {
         "ans-factorized": 3,
         "ans-hyperprior": 4,
         "ans-context": 5,
-        "palette-zlib": 6,
         "ans-binned": 7,
     },
     "refiner": {"vae": 1, "unet-denoise": 2, "ddim-inversion": 3, "controlnet-canny": 4},
+}
+
+#: Ids that were registered once and must never be given to another stage.
+RETIRED_IDS: dict[StageKind, dict[int, str]] = {
+    "entropy_coder": {6: "palette-zlib (registered, never written by any release)"},
 }
 
 NAMES_BY_ID: dict[StageKind, dict[int, str]] = {
@@ -32,3 +36,4 @@ NAMES_BY_ID: dict[StageKind, dict[int, str]] = {
 for _kind, _table in WIRE_IDS.items():  # guard against an editing mistake
     assert len(set(_table.values())) == len(_table), f"duplicate wire id in {_kind}"
     assert all(1 <= i <= 127 for i in _table.values())
+    assert not set(_table.values()) & set(RETIRED_IDS.get(_kind, {})), f"retired wire id reused in {_kind}"

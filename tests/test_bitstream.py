@@ -12,7 +12,7 @@ import pytest
 
 from latentcodec import bitstream
 from latentcodec.bitstream import StageRecord, Stream
-from latentcodec.codec import decode_symbols
+from latentcodec.decoding import decode_symbols
 from latentcodec.errors import (
     BadMagicError,
     CorruptStreamError,

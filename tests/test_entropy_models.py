@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from latentcodec import bitstream, registry
-from latentcodec.codec import decode_symbols
+from latentcodec.decoding import decode_symbols
 from latentcodec.entropy.pyramid import ANSContextCoder
 from latentcodec.entropy.factorized import ANSFactorizedCoder
 from latentcodec.entropy.hyperprior import ANSHyperpriorCoder

@@ -114,7 +114,7 @@ def test_points_and_rate_parameters() -> None:
     assert len(three) == 3 and three[0] == grid[0] and three[-1] == grid[-1]
     assert select_points(jpeg, [42]) == [42]
     rp = rate_parameter_for("taesd-ans")
-    assert rp is not None and rp.option == "step"
+    assert rp is not None and rp.name == "step" and rp.sweep[0] > rp.sweep[-1]
 
 
 def test_preset_points_share_one_latent_and_decode_exactly(crops: Path, taesd_dir: Path) -> None:

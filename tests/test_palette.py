@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from latentcodec import Codec, bitstream
-from latentcodec.codec import decode_latent, describe
+from latentcodec.decoding import decode_latent
+from latentcodec.info import describe
 from latentcodec.entropy.binned import BinnedANSCoder, bin_start_width, to_bins
 from latentcodec.quantizers.palette.side_info import decode_sorted_palette, encode_sorted_palette
 from latentcodec.errors import CorruptStreamError, StageConfigError, StageInputError

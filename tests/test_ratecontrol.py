@@ -7,7 +7,7 @@ import pytest
 
 from latentcodec import Codec
 from latentcodec.cli import main
-from latentcodec.codec import describe
+from latentcodec.info import describe
 from latentcodec.entropy.ans import ANSCoder
 from latentcodec.errors import RateControlError, StageConfigError
 from latentcodec.quantizers.palette import PaletteQuantizer

@@ -35,7 +35,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 def parse_points(values: list[str]) -> int | dict[str, list[Any]] | None:
     """``["3"]`` -> 3; ``["jpeg=10,30", "taesd-ans=0.5"]`` -> per-codec lists."""
-    from ..codec import parse_option_value
+    from ..options import parse_option_value
 
     if not values:
         return None

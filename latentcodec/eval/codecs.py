@@ -5,8 +5,8 @@
 * :class:`PresetCodec`: one of our presets.  Its latent is computed once per image and
   only the quantizer/entropy coder (the rate parameter) vary between points.
 
-A codec sweeps one rate parameter (``quality`` for classical codecs, ``step`` or
-palette ``colors`` for ours); classical codecs can also search the largest file that fits a
+A codec sweeps one rate parameter (``quality`` for classical codecs; for ours, the
+quantizer's :class:`~latentcodec.rate.RateParameter`: ``step``, ``half_range`` or palette ``colors``); classical codecs can also search the largest file that fits a
 byte budget (:meth:`ClassicalCodec.size_matched`), for size-matched comparisons.
 
 >>> import numpy as np
@@ -34,6 +34,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import LatentCodecError, StageConfigError
+from ..rate import RateParameter
 
 
 @dataclass(frozen=True)
@@ -175,52 +176,14 @@ class JXLToolCodec(ClassicalCodec):
 
 
 # --- our presets ----------------------------------------------------------------------
-@dataclass(frozen=True)
-class RateParameter:
-    """The option that sets a preset's rate, and its default sweep (low to high rate)."""
-
-    option: str
-    points: tuple[Any, ...]
-
-
-#: Preset -> rate parameter.  Presets missing here are resolved by :func:`rate_parameter_for`.
-RATE_PARAMETERS: dict[str, RateParameter] = {
-    "taesd-ans": RateParameter("step", (1.2, 0.8, 0.5, 0.35, 0.2)),
-    "sd-ans": RateParameter("step", (1.2, 0.8, 0.5, 0.35, 0.2)),
-    "palette-ans": RateParameter("colors", (16, 32, 64, 128, 256)),
-    "buhlmann-2022": RateParameter("colors", (16, 32, 64, 128, 256)),
-}
-
-#: Options tried, in order, for presets not in :data:`RATE_PARAMETERS`.
-GENERIC_RATE_OPTIONS: tuple[RateParameter, ...] = (
-    RateParameter("step", (1.2, 0.8, 0.5, 0.35, 0.2)),
-    RateParameter("colors", (16, 32, 64, 128, 256)),
-)
-
-
-def register_rate_parameter(preset: str, option: str, points: Sequence[Any]) -> None:
-    """Tell the evaluation which option sweeps a (new) preset's rate."""
-    RATE_PARAMETERS[preset] = RateParameter(option, tuple(points))
-
-
-def _chain_options(preset_name: str) -> set[str]:
+def rate_parameter_for(preset_name: str) -> RateParameter | None:
+    """The rate parameter of a preset's quantizer (:mod:`latentcodec.rate`), if it has one."""
     from .. import registry
     from ..presets import get_preset
 
-    keys: set[str] = set()
-    for kind, name in get_preset(preset_name).stages.items():
-        keys.update(registry.load(kind, name).config_keys())
-    return keys
-
-
-def rate_parameter_for(preset_name: str) -> RateParameter | None:
-    """The preset's rate parameter: registered, else the first generic option its chain takes."""
-    accepted = _chain_options(preset_name)
-    candidates = ([RATE_PARAMETERS[preset_name]] if preset_name in RATE_PARAMETERS else []) + list(GENERIC_RATE_OPTIONS)
-    for rp in candidates:
-        if rp.option in accepted:
-            return rp
-    return None
+    quantizer = get_preset(preset_name).stages["quantizer"]
+    found = getattr(registry.load("quantizer", quantizer), "rate_parameter", None)
+    return found if isinstance(found, RateParameter) else None
 
 
 #: Loaded transforms by (name, config), shared by every PresetCodec in this process.
@@ -252,8 +215,8 @@ class PresetCodec(EvalCodec):
             return f"unknown preset (presets here: {', '.join(sorted(PRESETS))})"
         try:
             self.rate = rate_parameter_for(self.preset)
-            self.default_points = self.rate.points if self.rate else (None,)
-            self.param_name = self.rate.option if self.rate else "default"  # type: ignore[misc]
+            self.default_points = self.rate.sweep if self.rate else (None,)
+            self.param_name = self.rate.name if self.rate else "default"  # type: ignore[misc]
             self._base = self._build(None)
             key = (self._base.transform.name, repr(sorted(self._base.transform.get_config().items())))
             if key in _LOADED_TRANSFORMS:  # one evaluation after another: load the weights once
@@ -270,7 +233,7 @@ class PresetCodec(EvalCodec):
 
         options = dict(self.runtime)
         if self.rate is not None and value is not None:
-            options[self.rate.option] = value
+            options[self.rate.name] = value
         return Codec.from_preset(self.preset, transform=self.transform_override, **options)
 
     def variant(self, value: Any) -> Any:

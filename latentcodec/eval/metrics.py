@@ -14,7 +14,6 @@ them and says what to install.
 
 from __future__ import annotations
 
-import importlib.metadata as md
 import math
 import shutil
 import subprocess
@@ -25,9 +24,15 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..errors import MetricError
+from .. import registry
+from ..errors import MetricError, PluginLoadError
 
 GROUP = "latentcodec.metrics"
+
+
+def _entries() -> dict[str, registry.StageEntry]:
+    """Registered metrics, by name (entry points; nothing is imported)."""
+    return registry.discover(GROUP, "metric")[0]
 
 
 class Metric(ABC):
@@ -270,7 +275,7 @@ EXTRA_METRICS = ("butteraugli", "ssimulacra", "lpips", "dists")
 
 def available_names() -> list[str]:
     """Every registered metric name (entry points; nothing is imported)."""
-    return sorted({ep.name for ep in md.entry_points(group=GROUP)})
+    return sorted(_entries())
 
 
 def load_metrics(names: list[str] | None = None) -> tuple[list[Metric], list[str]]:
@@ -280,7 +285,7 @@ def load_metrics(names: list[str] | None = None) -> tuple[list[Metric], list[str
     order first, then plugins).  A metric that is unknown, fails to import or cannot run
     here becomes a notice, as does each registered metric left out by default.
     """
-    eps = {ep.name: ep for ep in md.entry_points(group=GROUP)}
+    eps = _entries()
     everything = [n for n in DEFAULT_METRICS + EXTRA_METRICS if n in eps] + sorted(set(eps) - set(DEFAULT_METRICS + EXTRA_METRICS))
     metrics: list[Metric] = []
     notices: list[str] = []
@@ -299,12 +304,12 @@ def load_metrics(names: list[str] | None = None) -> tuple[list[Metric], list[str
             notices.append(f"metric {name!r} skipped: not registered (known: {', '.join(sorted(eps)) or 'none'})")
             continue
         try:
-            cls = ep.load()
-            metric = cls()
-            if not isinstance(metric, Metric):
-                raise TypeError(f"{ep.value} is not a latentcodec.eval.metrics.Metric")
+            cls = registry.import_entry(ep)
+            metric = cls() if isinstance(cls, type) and issubclass(cls, Metric) else None
+            if metric is None:
+                raise PluginLoadError(f"{ep.describe()} is not a latentcodec.eval.metrics.Metric")
         except Exception as exc:  # noqa: BLE001 - a broken plugin is reported, not fatal
-            notices.append(f"metric {name!r} skipped: cannot load {ep.value}: {type(exc).__name__}: {exc}")
+            notices.append(f"metric {name!r} skipped: {exc}")
             continue
         reason = metric.unavailable_reason()
         if reason:

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import StageConfigError, StageInputError
+from ..rate import RateParameter
 from ..stages import Quantized, Quantizer
 from ._wire import as_float32, pack_float_or_default, unpack_float_or_default
 
@@ -52,6 +53,10 @@ class Uint8Quantizer(Quantizer):
 
     name: ClassVar[str] = "uint8"
     version: ClassVar[int] = 1
+    #: A larger half range is a coarser grid (the level step is ``2 * half_range / 255``).
+    rate_parameter: ClassVar[RateParameter] = RateParameter(
+        "half_range", coarsest=1e4, finest=0.05, sweep=(32.0, 16.0, 8.0, DEFAULT_HALF_RANGE), quality_range=(64.0, DEFAULT_HALF_RANGE)
+    )
 
     def __init__(self, half_range: float = DEFAULT_HALF_RANGE) -> None:
         try:

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import StageConfigError, StageInputError
+from ..rate import RateParameter
 from ..stages import Quantized, Quantizer
 from ._wire import as_float32, pack_float_or_default, unpack_float_or_default
 
@@ -31,6 +32,9 @@ class UniformQuantizer(Quantizer):
 
     name: ClassVar[str] = "uniform"
     version: ClassVar[int] = 1
+    rate_parameter: ClassVar[RateParameter] = RateParameter(
+        "step", coarsest=1000.0, finest=0.01, sweep=(1.2, 0.8, 0.5, 0.35, 0.2), quality_range=(4.0, 0.1)
+    )
 
     def __init__(self, step: float = DEFAULT_STEP) -> None:
         try:

@@ -8,15 +8,15 @@ so the regenerated detail follows the stream's edges.  At scale 0 the output equ
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from ..errors import StageConfigError
 from ..stages import RefineContext, Transform
-from .ddim_inversion import DEFAULT_STRENGTH, DDIMInversionRefiner
-from .diffusion import DEFAULT_CONTROLNET, DEFAULT_SD_MODEL, MAX_LATENT_PIXELS, Control, _float_in, load_controlnet
+from .ddim_inversion import DDIMInversionRefiner
+from .diffusion import DEFAULT_CONTROLNET, Control, _float_in, load_controlnet
 
 DEFAULT_CONDITIONING_SCALE = 0.2
 
@@ -72,23 +72,13 @@ class ControlNetCannyRefiner(DDIMInversionRefiner):
 
     def __init__(
         self,
-        refiner_model: str = DEFAULT_SD_MODEL,
         controlnet_model: str = DEFAULT_CONTROLNET,
-        prompt_embedding: str | None = None,
         conditioning_scale: float = DEFAULT_CONDITIONING_SCALE,
         canny_low: float = 100.0,
         canny_high: float = 200.0,
-        strength: float = DEFAULT_STRENGTH,
-        steps: int = 50,
-        reencode: bool = False,
-        eta: float = 0.0,
-        seed: int = 0,
-        device: str = "auto",
-        dtype: str = "auto",
-        quiet: bool = False,
-        max_latent_pixels: int = MAX_LATENT_PIXELS,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(refiner_model, prompt_embedding, strength, steps, reencode, eta, seed, device, dtype, quiet, max_latent_pixels)
+        super().__init__(**kwargs)
         self.controlnet_model = str(controlnet_model)
         self.conditioning_scale = _float_in(conditioning_scale, "conditioning_scale", 0.0, 10.0, self.name)
         self.canny_low = _float_in(canny_low, "canny_low", 0.0, 2000.0, self.name)

@@ -10,13 +10,13 @@ natural images while the inversion keeps it anchored to the stream's content.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
 from ..errors import StageConfigError
 from ..stages import RefineContext, Transform
-from .diffusion import DEFAULT_SD_MODEL, MAX_LATENT_PIXELS, Control, DiffusionRefiner, _float_in, partial_ddim_roundtrip
+from .diffusion import Control, DiffusionRefiner, _float_in, partial_ddim_roundtrip
 
 DEFAULT_STRENGTH = 0.3
 
@@ -32,21 +32,8 @@ class DDIMInversionRefiner(DiffusionRefiner):
     version: ClassVar[int] = 1
     runtime_options = DiffusionRefiner.runtime_options | {"strength", "reencode"}
 
-    def __init__(
-        self,
-        refiner_model: str = DEFAULT_SD_MODEL,
-        prompt_embedding: str | None = None,
-        strength: float = DEFAULT_STRENGTH,
-        steps: int = 50,
-        reencode: bool = False,
-        eta: float = 0.0,
-        seed: int = 0,
-        device: str = "auto",
-        dtype: str = "auto",
-        quiet: bool = False,
-        max_latent_pixels: int = MAX_LATENT_PIXELS,
-    ) -> None:
-        super().__init__(refiner_model, prompt_embedding, steps, eta, seed, device, dtype, quiet, max_latent_pixels)
+    def __init__(self, strength: float = DEFAULT_STRENGTH, reencode: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.strength = _float_in(strength, "strength", 0.0, 1.0, self.name)
         if self.strength == 0.0:
             raise StageConfigError(f"{self.name}: strength must be > 0 (use --refiner vae for none)")

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import torch
 
 from ..stages import RefineContext, Transform
-from .diffusion import DEFAULT_SD_MODEL, MAX_LATENT_PIXELS, DiffusionRefiner, ddim_sample, _int_in
+from .diffusion import DiffusionRefiner, _int_in, ddim_sample
 
 #: Start timestep when the quantizer cannot estimate its error (e.g. a third-party one).
 DEFAULT_START_T = 100
@@ -69,20 +69,8 @@ class UNetDenoiseRefiner(DiffusionRefiner):
     version: ClassVar[int] = 1
     runtime_options = DiffusionRefiner.runtime_options | {"start_t"}
 
-    def __init__(
-        self,
-        refiner_model: str = DEFAULT_SD_MODEL,
-        prompt_embedding: str | None = None,
-        start_t: int | None = None,
-        steps: int = 10,
-        eta: float = 0.0,
-        seed: int = 0,
-        device: str = "auto",
-        dtype: str = "auto",
-        quiet: bool = False,
-        max_latent_pixels: int = MAX_LATENT_PIXELS,
-    ) -> None:
-        super().__init__(refiner_model, prompt_embedding, steps, eta, seed, device, dtype, quiet, max_latent_pixels)
+    def __init__(self, start_t: int | None = None, steps: int = 10, **kwargs: Any) -> None:
+        super().__init__(steps=steps, **kwargs)
         self.start_t = None if start_t is None else _int_in(start_t, "start_t", 1, 999, self.name)
         #: The start timestep and grid of the last refine (for inspection and tests).
         self.last_timesteps: list[int] = []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
@@ -27,13 +27,12 @@ class SDVAETransform(TorchAutoencoderTransform):
     def __init__(
         self,
         model: str = DEFAULT_SD_VAE,
-        device: str = "auto",
-        dtype: str = "auto",
         sample: bool = False,
         seed: int = 0,
         subfolder: str | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(model=model, device=device, dtype=dtype)
+        super().__init__(model=model, **kwargs)
         if not isinstance(sample, bool):
             raise StageConfigError("sd-vae: sample must be true or false")
         self.sample = sample

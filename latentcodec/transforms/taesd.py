@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
@@ -83,9 +83,8 @@ class TAESDTransform(TorchAutoencoderTransform):
     name: ClassVar[str] = "taesd"
     version: ClassVar[int] = 1
 
-    def __init__(self, model: str = DEFAULT_TAESD, device: str = "auto", dtype: str = "auto") -> None:
-        super().__init__(model=model, device=device, dtype=dtype)
-        self._config: dict | None = None
+    def __init__(self, model: str = DEFAULT_TAESD, **kwargs: Any) -> None:
+        super().__init__(model=model, **kwargs)
 
     def _load(self) -> torch.nn.Module:
         files = _original_layout_files(self.model)

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ...errors import CorruptStreamError, StageConfigError, StageInputError
+from ...rate import RateParameter
 from ...stages import Quantized, Quantizer
 from .._wire import as_float32
 from ..dither import DITHER_MODES, dither
@@ -40,8 +41,9 @@ class PaletteQuantizer(Quantizer):
 
     name: ClassVar[str] = "palette"
     version: ClassVar[int] = 1
-    #: What rate control searches (see :mod:`latentcodec.ratecontrol`).
-    rate_parameter: ClassVar[str] = "colors"
+    rate_parameter: ClassVar[RateParameter] = RateParameter(
+        "colors", coarsest=2, finest=MAX_COLORS, integer=True, sweep=(16, 32, 64, 128, 256), quality_range=(2, MAX_COLORS)
+    )
 
     def __init__(
         self,

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from latentcodec.errors import CorruptStreamError, StageConfigError, StageInputError
+from latentcodec.rate import RateParameter
 from latentcodec.stages import Quantized, Quantizer
 
 DEFAULT_STEP = 0.5
@@ -50,6 +51,10 @@ class MuLawQuantizer(Quantizer):
 
     name: ClassVar[str] = "mulaw"
     version: ClassVar[int] = 1
+    #: Lets rate control, ``--quality`` and evaluation sweeps set this stage's rate.
+    rate_parameter: ClassVar[RateParameter] = RateParameter(
+        "step", coarsest=10.0, finest=0.001, sweep=(1.2, 0.8, 0.5, 0.35, 0.2), quality_range=(4.0, 0.1)
+    )
 
     def __init__(self, step: float = DEFAULT_STEP, mu: float = DEFAULT_MU) -> None:
         try:
