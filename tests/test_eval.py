@@ -201,7 +201,7 @@ def test_cli_eval_and_errors(crops: Path, tmp_path: Path, capsys: pytest.Capture
     assert "--force" in capsys.readouterr().err
     assert main(["eval", str(tmp_path / "nothing"), "--out", str(out), "--force"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("latentcodec: error: no such dataset") and "Traceback" not in err
+    assert err.startswith("latentcodec: error: no such image file or folder") and "Traceback" not in err
     assert main(["eval", str(crops), "--codecs", "jpeg", "--out", str(out), "--size-matched", "--force", "--no-progress"]) == 1
     assert "size-matched mode needs one of our presets" in capsys.readouterr().err
 

@@ -20,7 +20,7 @@ import pytest
 import torch
 from PIL import Image, ImageCms, ImageOps
 
-from latentcodec.errors import ImageReadError, ImageTooLargeError
+from latentcodec.errors import ImageReadError, ImageTooLargeError, StageConfigError
 from latentcodec.imageio import (
     IMAGE_SUFFIXES,
     ImageWarning,
@@ -816,7 +816,7 @@ def test_list_images(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(ImageReadError, match="no images"):
         list_images(tmp_path / "empty", recursive=True)
-    with pytest.raises(ValueError, match="limit"):
+    with pytest.raises(StageConfigError, match="limit"):
         list_images(tmp_path, limit=0)
 
 

@@ -25,26 +25,11 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import ImageReadError, OutputExistsError, StageConfigError
+from ..errors import OutputExistsError, StageConfigError
+from ..imageio import list_images
 from .bdrate import BDRateError, bd_rate
 from .codecs import ClassicalCodec, EvalCodec, PresetCodec, make_codec, select_points
 from .metrics import load_metrics
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".tif", ".tiff", ".webp"}
-
-
-def list_images(dataset: str | Path, limit: int | None = None) -> list[Path]:
-    path = Path(dataset)
-    if path.is_file():
-        files = [path]
-    elif path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    else:
-        raise ImageReadError(f"no such dataset directory: {dataset}")
-    if not files:
-        raise ImageReadError(f"{dataset} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    return files[:limit] if limit else files
-
 
 @dataclass
 class EvalSettings:
@@ -176,7 +161,7 @@ def _evaluate(settings: EvalSettings, threads: int) -> EvalReport:
     out = Path(settings.out)
     if (out / "per_image.csv").exists() and not settings.force:
         raise OutputExistsError(f"{out} already holds an evaluation; pass --force to overwrite it")
-    images = list_images(settings.dataset, settings.limit)
+    images = list_images(settings.dataset, limit=settings.limit or None)
     if not settings.codecs:
         raise StageConfigError("no codecs to evaluate")
 

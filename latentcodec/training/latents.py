@@ -12,20 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ImageReadError
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
-
-
-def list_images(folder: str | Path) -> list[Path]:
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ImageReadError(f"no such image folder: {folder}")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise ImageReadError(f"no images in {folder}")
-    return files
-
+from ..imageio import list_images
 
 def _key(transform, f: Path, crop: int | None, scale: float = 1.0) -> str:  # type: ignore[no-untyped-def]
     st = f.stat()
@@ -54,7 +41,7 @@ def _resized(f: Path, scale: float):  # type: ignore[no-untyped-def]
 
     if scale == 1.0:
         return to_tensor(f)
-    image = open_image(f).convert("RGB")
+    image = open_image(f)
     size = (max(8, round(image.width * scale)), max(8, round(image.height * scale)))
     return to_tensor(image.resize(size, Image.LANCZOS))
 
