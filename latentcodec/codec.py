@@ -2,20 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
-import torch
 from PIL import Image
 
 from . import bitstream, registry
 from .bitstream import StageRecord, Stream
-from .decoding import check_transform, decode_latent, render, resolve_refiner, stage_from_record
+from .decoding import (
+    check_transform,
+    decode_latent,
+    render,
+    resolve_refiner,
+    stage_from_record,
+)
 from .errors import StageConfigError, StageInputError, WeightsMismatchError
 from .imageio import DEFAULT_MAX_PIXELS, ImageLike, to_tensor
 from .options import RUNTIME_KEYS, route_options
 from .presets import DEFAULT_PRESET, get_preset
-from .stages import STAGE_KINDS, EntropyCoder, Quantizer, Refiner, Stage, StageKind, Transform
+from .stages import (
+    STAGE_KINDS,
+    EntropyCoder,
+    Quantizer,
+    Refiner,
+    Stage,
+    StageKind,
+    Transform,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 
 class Codec:
@@ -117,6 +133,8 @@ class Codec:
 
     def compress_many(self, images: Sequence[ImageLike]) -> list[bytes]:
         """Compress several images, batching the transform over images of equal size."""
+        import torch
+
         tensors = [to_tensor(im, self.max_pixels) for im in images]
         latents: list[torch.Tensor | None] = [None] * len(tensors)
         by_size: dict[tuple[int, int], list[int]] = {}

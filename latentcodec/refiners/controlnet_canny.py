@@ -8,15 +8,17 @@ so the regenerated detail follows the stream's edges.  At scale 0 the output equ
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
 
 from ..errors import StageConfigError
 from ..stages import RefineContext, Transform
 from .ddim_inversion import DDIMInversionRefiner
 from .diffusion import DEFAULT_CONTROLNET, Control, _float_in, load_controlnet
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 DEFAULT_CONDITIONING_SCALE = 0.2
 
@@ -78,6 +80,7 @@ class ControlNetCannyRefiner(DDIMInversionRefiner):
         canny_high: float = 200.0,
         **kwargs: Any,
     ) -> None:
+
         super().__init__(**kwargs)
         self.controlnet_model = str(controlnet_model)
         self.conditioning_scale = _float_in(conditioning_scale, "conditioning_scale", 0.0, 10.0, self.name)
@@ -100,6 +103,8 @@ class ControlNetCannyRefiner(DDIMInversionRefiner):
         self.controlnet  # noqa: B018
 
     def control(self, latent: torch.Tensor, transform: Transform, context: RefineContext) -> Control:
+        import torch
+
         decoded = transform.synthesis(latent.float().cpu())[0].permute(1, 2, 0).numpy()
         edges = canny(decoded, self.canny_low, self.canny_high)
         image = torch.from_numpy(edges.astype(np.float32))[None, None].expand(1, 3, *edges.shape)

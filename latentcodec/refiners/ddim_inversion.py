@@ -10,13 +10,14 @@ natural images while the inversion keeps it anchored to the stream's content.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
-import torch
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import StageConfigError
 from ..stages import RefineContext, Transform
 from .diffusion import Control, DiffusionRefiner, _float_in, partial_ddim_roundtrip
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 DEFAULT_STRENGTH = 0.3
 

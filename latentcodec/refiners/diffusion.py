@@ -24,15 +24,21 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Sequence
 
-import torch
-import torch.nn.functional as F
-
-from ..errors import CorruptStreamError, ImageTooLargeError, ModelError, StageConfigError, StageInputError
+from ..errors import (
+    CorruptStreamError,
+    ImageTooLargeError,
+    ModelError,
+    StageConfigError,
+    StageInputError,
+)
 from ..hub import load_pretrained
 from ..runtime import quiet_model_loading, resolve_device, resolve_dtype
 from ..stages import RefineContext, Refiner, Transform
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 DEFAULT_SD_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 DEFAULT_CONTROLNET = "lllyasviel/sd-controlnet-canny"
@@ -65,6 +71,7 @@ def _read_embedding(path: Path) -> torch.Tensor:
 
 def encode_empty_prompt(source: str) -> torch.Tensor:
     """The text encoder's embedding of ``""`` (float32 CPU, ``(1, 77, D)``)."""
+    import torch
     from transformers import CLIPTextModel, CLIPTokenizer
 
     tokenizer = load_pretrained(CLIPTokenizer.from_pretrained, source, what="SD tokenizer", option=SD_OPTION, subfolder="tokenizer")
@@ -123,6 +130,8 @@ class SDComponents:
 
 
 def _to(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+    import torch
+
     return torch.nn.Module.to(module.eval().requires_grad_(False), device, dtype)
 
 
@@ -166,6 +175,8 @@ class Control:
 
 def predict_noise(sd: SDComponents, x: torch.Tensor, t: int, control: Control | None = None) -> torch.Tensor:
     """The UNet's output for float32 ``x`` at timestep ``t`` (guidance w = 1: one conditional pass)."""
+    import torch
+
     sample = x.to(sd.dtype)
     timestep = torch.tensor(int(t), device=sd.device)
     residuals: dict[str, Any] = {}
@@ -203,6 +214,8 @@ def ddim_schedulers(sd: SDComponents, steps: int) -> tuple[Any, Any]:
 
 def ddim_invert(sd: SDComponents, latent: torch.Tensor, steps: int, count: int, *, quiet: bool = True) -> torch.Tensor:
     """Deterministic DDIM inversion (eta = 0) of a clean latent through the first ``count`` of ``steps`` steps."""
+    import torch
+
     _, inverse = ddim_schedulers(sd, steps)
     x = latent.to(sd.device, torch.float32)
     with torch.inference_mode():
@@ -223,6 +236,8 @@ def ddim_sample(
     quiet: bool = True,
 ) -> torch.Tensor:
     """DDIM sampling from ``x`` at ``timesteps[0]`` down to a clean latent (float32 on ``sd.device``)."""
+    import torch
+
     generator = torch.Generator("cpu").manual_seed(int(seed))  # CPU noise: the same on every device
     x = x.to(sd.device, torch.float32)
     with torch.inference_mode():
@@ -258,6 +273,8 @@ def partial_ddim_roundtrip(
 # --- sizes -----------------------------------------------------------------------------
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     """Replicate-pad the last two dims up to multiples of ``multiple`` (bottom/right)."""
+    import torch.nn.functional as F
+
     h, w = x.shape[-2:]
     pad_h, pad_w = (-h) % multiple, (-w) % multiple
     return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x

@@ -11,12 +11,13 @@ is added (eta = 0 by default), so the decode is deterministic.
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
-
-import torch
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..stages import RefineContext, Transform
 from .diffusion import DiffusionRefiner, _int_in, ddim_sample
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 #: Start timestep when the quantizer cannot estimate its error (e.g. a third-party one).
 DEFAULT_START_T = 100
@@ -31,6 +32,8 @@ def start_timestep(alphas_cumprod: torch.Tensor, sigma: float) -> int:
     >>> ratio = ((1 - abar[t]) / abar[t]).sqrt().item()
     >>> assert abs(ratio - 0.5 / 12**0.5) < 0.01 and start_timestep(abar, 1.0) > t
     """
+    import torch
+
     ratio = ((1.0 - alphas_cumprod.double()) / alphas_cumprod.double()).sqrt()
     t = int(torch.argmin((ratio - float(sigma)).abs()))
     return max(1, min(t, len(alphas_cumprod) - 1))
@@ -84,6 +87,8 @@ class UNetDenoiseRefiner(DiffusionRefiner):
         return start_timestep(self.sd.alphas_cumprod, sigma)
 
     def refine_latent(self, latent: torch.Tensor, transform: Transform, context: RefineContext) -> torch.Tensor:
+        import torch
+
         sd = self.sd
         scheduler, timesteps = denoise_timesteps(self.choose_start(context), self.steps, sd.scheduler_config)
         self.last_timesteps = timesteps

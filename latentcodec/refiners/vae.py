@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
-import torch
+from typing import TYPE_CHECKING, ClassVar
 
 from ..stages import RefineContext, Refiner, Transform
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 
 class VAERefiner(Refiner):

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import Any, ClassVar
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import StageInputError
 from ..hub import weights_fingerprint
 from ..runtime import resolve_device, resolve_dtype
 from ..stages import Transform
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 
 class TorchAutoencoderTransform(Transform):
@@ -25,6 +25,7 @@ class TorchAutoencoderTransform(Transform):
     runtime_options: ClassVar[frozenset[str]] = frozenset({"model", "device", "dtype"})
 
     def __init__(self, model: str, device: str = "auto", dtype: str = "auto") -> None:
+
         self.model = model
         self.device = device
         self.dtype = dtype
@@ -49,6 +50,8 @@ class TorchAutoencoderTransform(Transform):
     # --- lazy model ---------------------------------------------------------------
     @property
     def module(self) -> torch.nn.Module:
+        import torch
+
         if self._module is None:
             module = self._load().eval().requires_grad_(False)
             self._fingerprint = weights_fingerprint(module)
@@ -77,6 +80,9 @@ class TorchAutoencoderTransform(Transform):
 
     # --- contract -------------------------------------------------------------------
     def analysis(self, image: torch.Tensor) -> torch.Tensor:
+        import torch
+        import torch.nn.functional as F
+
         if image.dim() != 4 or image.shape[1] != 3:
             raise StageInputError(f"{self.name}: expected an image batch (B, 3, H, W), got {tuple(image.shape)}")
         f = self.downsampling_factor
@@ -91,6 +97,8 @@ class TorchAutoencoderTransform(Transform):
         return z.to("cpu", torch.float32)
 
     def synthesis(self, latent: torch.Tensor) -> torch.Tensor:
+        import torch
+
         if latent.dim() != 4 or latent.shape[1] != self.latent_channels:
             raise StageInputError(
                 f"{self.name}: expected a latent (B, {self.latent_channels}, h, w), got {tuple(latent.shape)}"

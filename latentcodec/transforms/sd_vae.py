@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
-import torch
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import StageConfigError
 from ..hub import load_pretrained
 from .base import TorchAutoencoderTransform
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 DEFAULT_SD_VAE = "stabilityai/sd-vae-ft-mse"
 
@@ -54,6 +55,8 @@ class SDVAETransform(TorchAutoencoderTransform):
         return float(getattr(self._cfg, "shift_factor", None) or 0.0)
 
     def _encode(self, module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        import torch
+
         dist = module.encode(x).latent_dist
         if self.sample:
             gen = torch.Generator(device=x.device).manual_seed(self.seed)

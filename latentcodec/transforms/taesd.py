@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
-
-import torch
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import ModelError
 from ..hub import load_pretrained
 from .base import TorchAutoencoderTransform
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 DEFAULT_TAESD = "madebyollin/taesd"
 _ORIGINAL_FILES = ("taesd_encoder", "taesd_decoder")
@@ -35,6 +36,8 @@ def _original_layout_files(source: str) -> tuple[Path, Path] | None:
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    import torch
+
     if not path.exists():
         raise ModelError(f"TAESD weights file not found: {path}")
     try:
@@ -54,6 +57,7 @@ def load_original_taesd(encoder: Path, decoder: Path) -> torch.nn.Module:
     ``N.rest`` -> ``decoder.layers.(N-1).rest``, because diffusers applies the decoder's
     parameter-free input clamp outside its layer list.
     """
+
     from diffusers import AutoencoderTiny
 
     state: dict[str, torch.Tensor] = {}
