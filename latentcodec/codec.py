@@ -9,26 +9,12 @@ from PIL import Image
 
 from . import bitstream, registry
 from .bitstream import StageRecord, Stream
-from .decoding import (
-    check_transform,
-    decode_latent,
-    render,
-    resolve_refiner,
-    stage_from_record,
-)
+from .decoding import check_transform, decode_latent, render, resolve_refiner, stage_from_record
 from .errors import StageConfigError, StageInputError, WeightsMismatchError
 from .imageio import DEFAULT_MAX_PIXELS, ImageLike, to_tensor
 from .options import RUNTIME_KEYS, route_options
 from .presets import DEFAULT_PRESET, get_preset
-from .stages import (
-    STAGE_KINDS,
-    EntropyCoder,
-    Quantizer,
-    Refiner,
-    Stage,
-    StageKind,
-    Transform,
-)
+from .stages import STAGE_KINDS, EntropyCoder, Quantizer, Refiner, Stage, StageKind, Transform
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

@@ -13,22 +13,8 @@ Importing this package does not import torch.
 
 from __future__ import annotations
 
-from .core import (
-    DEFAULT_MAX_PIXELS,
-    FLOAT_TOLERANCE,
-    IMAGE_SUFFIXES,
-    ImageLike,
-    ImageWarning,
-    check_pixels,
-)
-from .files import (
-    atomic_write,
-    encode_png,
-    ensure_writable,
-    list_images,
-    save_image,
-    to_pil,
-)
+from .core import DEFAULT_MAX_PIXELS, FLOAT_TOLERANCE, IMAGE_SUFFIXES, ImageLike, ImageWarning, check_pixels
+from .files import atomic_write, encode_png, ensure_writable, list_images, save_image, to_pil
 from .reading import open_image, to_tensor
 
 __all__ = [

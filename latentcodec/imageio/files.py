@@ -10,12 +10,7 @@ from typing import TYPE_CHECKING, Optional
 
 from PIL import Image
 
-from ..errors import (
-    ImageReadError,
-    LatentCodecError,
-    OutputExistsError,
-    StageConfigError,
-)
+from ..errors import ImageReadError, LatentCodecError, OutputExistsError, StageConfigError
 from .core import IMAGE_SUFFIXES
 
 if TYPE_CHECKING:

@@ -107,17 +107,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import ImageReadError, LatentCodecError
 from .colour import _apply_icc, _cmyk_to_rgb, _lab_transform, _orient, _orientation
-from .core import (
-    DEFAULT_MAX_PIXELS,
-    FLOAT_TOLERANCE,
-    ImageLike,
-    _composite,
-    _Layers,
-    _Pixels,
-    _unit_floats,
-    _wide_ints,
-    check_pixels,
-)
+from .core import DEFAULT_MAX_PIXELS, FLOAT_TOLERANCE, ImageLike, _composite, _Layers, _Pixels, _unit_floats, _wide_ints, check_pixels
 from .deep import _deep_samples, _png16_samples, _ppm16_samples
 
 if TYPE_CHECKING:

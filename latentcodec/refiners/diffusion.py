@@ -26,13 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Sequence
 
-from ..errors import (
-    CorruptStreamError,
-    ImageTooLargeError,
-    ModelError,
-    StageConfigError,
-    StageInputError,
-)
+from ..errors import CorruptStreamError, ImageTooLargeError, ModelError, StageConfigError, StageInputError
 from ..hub import load_pretrained
 from ..runtime import quiet_model_loading, resolve_device, resolve_dtype
 from ..stages import RefineContext, Refiner, Transform
