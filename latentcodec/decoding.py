@@ -23,13 +23,13 @@ if TYPE_CHECKING:  # pragma: no cover
 def stage_from_record(record: StageRecord, **runtime: Any) -> Stage:
     """Instantiate the stage a stream names, with its wire params and runtime options."""
     cls = registry.load(record.kind, record.name)
-    supported = getattr(cls, "supported_versions", (cls.version,))
+    supported = getattr(cls, "supported_versions", None) or (cls.version,)
     if record.version not in supported:
         raise UnsupportedVersionError(
             f"stream uses {record.kind.replace('_', ' ')} {record.name!r} version {record.version}; "
             f"the installed one reads version(s) {', '.join(map(str, supported))}"
         )
-    config = cls.config_from_wire(record.params)
+    config = cls.config_from_record(record.params, record.version)
     keys = cls.config_keys()
     config.update({k: v for k, v in runtime.items() if k in keys and v is not None})
     return cls.from_config(config)

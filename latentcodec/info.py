@@ -15,7 +15,7 @@ def describe(data: bytes) -> dict[str, Any]:
         item: dict[str, Any] = {"kind": record.kind, "name": record.name, "version": record.version}
         try:
             cls = registry.load(record.kind, record.name)
-            item["params"] = cls.config_from_wire(record.params)
+            item["params"] = cls.config_from_record(record.params, record.version)
         except Exception:  # noqa: BLE001 - info works even without the plugin installed
             item["params_hex"] = record.params.hex()
         chain.append(item)

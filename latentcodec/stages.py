@@ -57,6 +57,9 @@ class Stage(ABC):
     name: ClassVar[str]
     #: Bumped whenever the stage's wire params or its coded data change meaning (0-15).
     version: ClassVar[int] = 1
+    #: Versions a decoder of this class reads (None: only :attr:`version`).  A version once
+    #: written stays listed, or its streams are refused by name; never misdecoded.
+    supported_versions: ClassVar[tuple[int, ...] | None] = None
     #: Config keys that never travel in the stream (where/how the stage runs).
     runtime_options: ClassVar[frozenset[str]] = frozenset()
 
@@ -96,6 +99,15 @@ class Stage(ABC):
         if params:
             raise CorruptStreamError(f"{cls.kind} {cls.name!r} takes no stream parameters")
         return {}
+
+    @classmethod
+    def config_from_record(cls, params: bytes, version: int) -> dict[str, Any]:
+        """The config for a stream record of stage ``version`` (one of ``supported_versions``).
+
+        A stage whose params changed meaning between versions overrides this to read old
+        streams; by default the params mean the same in every supported version.
+        """
+        return cls.config_from_wire(params)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
