@@ -18,6 +18,7 @@ from .rans import ReverseEncoder, ans_decoder, categorical
 from .tables import MAX_ALPHABET, quantize_counts, read_table, write_table
 
 DEFAULT_TABLE_BITS = 12
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
 
 class ANSCoder(EntropyCoder):
@@ -81,6 +82,9 @@ class ANSCoder(EntropyCoder):
         per_channel = int(np.prod(shape[1:], dtype=np.int64))
         r = Reader(data)
         tables = [read_table(r, self.table_bits, f"ans channel {c} table") for c in range(n_channels)]
+        for c, (lo, freqs) in enumerate(tables):  # SPEC 6.1: m_c + K_c - 1 must fit in int32
+            if not INT32_MIN <= lo <= lo + len(freqs) - 1 <= INT32_MAX:
+                raise CorruptStreamError(f"ans: channel {c} table spans {lo}..{lo + len(freqs) - 1}, beyond int32")
         decoder = ans_decoder(r.take(r.remaining(), "ans words"))
         out = np.empty((n_channels, per_channel), dtype=np.int32)
         try:

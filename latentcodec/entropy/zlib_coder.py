@@ -58,6 +58,8 @@ class ZlibCoder(EntropyCoder):
             raise CorruptStreamError(f"zlib: payload cannot be inflated ({exc})") from exc
         if len(body) != expected or inflater.unconsumed_tail or not inflater.eof:
             raise CorruptStreamError("zlib: payload does not hold exactly the expected symbols")
+        if inflater.unused_data:  # the encoder never writes any (SPEC 6.2)
+            raise CorruptStreamError("zlib: payload has bytes after the end of its zlib stream")
         values = np.frombuffer(body, dtype=dtype).astype(np.int64) + lo
         if values.size and (values.max() > np.iinfo(np.int32).max or values.min() < np.iinfo(np.int32).min):
             raise CorruptStreamError("zlib: symbols out of range")

@@ -6,10 +6,13 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import StageConfigError
+from ...errors import CorruptStreamError, StageConfigError
 from ..priors import Prior, TableSet
 from .context import phase_map
 from .synthesis import NUM_SCALES, IntHyperSynthesis, indices
+
+#: Largest ``|z|`` a stream may carry (the encoder clamps ``z`` here; SPEC 6.5).
+Z_LIMIT = 1 << 15
 
 
 class HyperpriorModel:
@@ -65,7 +68,14 @@ class HyperpriorModel:
         return (self.z_channels, -(-int(shape[1]) // 4), -(-int(shape[2]) // 4))
 
     def hyper(self, z: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-        """The hyperprior's fixed-point ``(mu, ls)`` for symbols of ``shape``."""
+        """The hyperprior's fixed-point ``(mu, ls)`` for symbols of ``shape``.
+
+        ``|z| <= 2**15`` (:data:`Z_LIMIT`; the encoder clamps there): ``z << 8`` enters the
+        first convolution unclipped, and only within that bound are its float64 sums exact.
+        A larger ``z`` (escapes carry up to ``2**30``) is a damaged stream.
+        """
+        if z.size and int(np.abs(z).max()) > Z_LIMIT:
+            raise CorruptStreamError(f"ans-hyperprior: hyper-latent value {int(np.abs(z).max())} beyond +-{Z_LIMIT}")
         mu, ls = self.synthesis(z)
         h, w = int(shape[1]), int(shape[2])
         return mu[:, :h, :w], ls[:, :h, :w]

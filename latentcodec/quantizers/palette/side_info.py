@@ -11,7 +11,7 @@ import zlib
 
 import numpy as np
 
-from ...bitstream import Reader
+from ...bitstream import MAX_LATENT_CHANNELS, Reader
 from ...entropy.binned import TABLE_BITS, binned_decode, binned_plan
 from ...entropy.rans import ReverseEncoder, ans_decoder, uniform
 from ...entropy.tables import read_table
@@ -33,6 +33,8 @@ def decode_palette(data: bytes, coding: str) -> tuple[np.ndarray, int]:
     if len(data) < 2:
         raise CorruptStreamError("palette: side info is too short")
     count, channels = data[0] + 1, data[1] + 1
+    if channels > MAX_LATENT_CHANNELS:  # it must equal the header's C (SPEC 5.3), at most 32
+        raise CorruptStreamError(f"palette: side info names {channels} channels, more than a latent has")
     if coding == "zlib":
         inflater = zlib.decompressobj()
         try:
