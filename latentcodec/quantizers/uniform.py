@@ -41,7 +41,8 @@ class UniformQuantizer(Quantizer):
             step = float(step)
         except (TypeError, ValueError) as exc:
             raise StageConfigError(f"uniform: step must be a number, got {step!r}") from exc
-        if not math.isfinite(step) or not 1e-4 <= step <= 1e3:
+        # compared as the f32 the stream stores: fl32(1e-4) is just below 1e-4
+        if not math.isfinite(step) or not as_float32(1e-4) <= as_float32(step) <= 1e3:
             raise StageConfigError(f"uniform: step must be in [1e-4, 1e3], got {step}")
         self.step = as_float32(step)
 

@@ -4,6 +4,7 @@ checks the valid case next to it, so the fix refuses exactly what it should."""
 
 from __future__ import annotations
 
+import struct
 import zlib
 
 import numpy as np
@@ -216,3 +217,16 @@ def test_zlib_bomb_is_cut_at_the_expected_size() -> None:
     bomb = zlib.compress(b"\x00" * (64 << 20), 9) * 16
     with pytest.raises(CorruptStreamError):
         ZlibCoder().decode(b"\x00\x00" + bomb, (1, 8, 8))
+
+
+# --- found by tests/test_properties.py ------------------------------------------------------
+def test_uniform_step_at_the_lower_bound_survives_the_wire() -> None:
+    """step=1e-4 is stored as fl32(1e-4) = 9.99999974e-05 < 1e-4: the decoder refused the
+    params its own encoder wrote (StageConfigError) until the bounds were compared in f32."""
+    from latentcodec.quantizers.uniform import UniformQuantizer
+
+    q = UniformQuantizer(step=1e-4)
+    back = UniformQuantizer.from_config(UniformQuantizer.config_from_wire(q.wire_params()))
+    assert back.step == q.step
+    with pytest.raises(LatentCodecError):
+        UniformQuantizer.from_config(UniformQuantizer.config_from_wire(struct.pack("<f", 9.9e-5)))
