@@ -11,6 +11,14 @@ Outputs in ``out/``:
 * ``eval.json``: settings, notices (skipped codecs and metrics), failures and timings.
 
 A failing image is recorded and the loop goes on; failures are listed at the end.
+
+The run has three steps, so the middle one can be distributed (see :mod:`.per_image`):
+
+1. :func:`plan_evaluation` (settings -> :class:`EvalPlan`: images, usable codecs and metrics,
+   points, notices; ``plan.spec`` is the picklable :class:`~.per_image.EvalSpec`);
+2. one :class:`~.per_image.ImageEvaluator` call per image (:func:`run_images` does them in
+   order), the results combined by :func:`~.per_image.merge`;
+3. :func:`finish` (merged rows -> curves, BD-rates, every file above).
 """
 
 from __future__ import annotations
@@ -29,7 +37,9 @@ from ..errors import OutputExistsError, StageConfigError
 from ..imageio import list_images
 from .bdrate import BDRateError, bd_rate
 from .codecs import ClassicalCodec, EvalCodec, PresetCodec, make_codec, select_points
-from .metrics import load_metrics
+from .metrics import Metric, load_metrics
+from .per_image import EvalSpec, ImageEvaluator, ImageResult, merge
+
 
 @dataclass
 class EvalSettings:
@@ -147,134 +157,141 @@ def evaluate(settings: EvalSettings) -> EvalReport:
     threads = choose_threads(settings.threads)
     torch.set_num_threads(threads)
     try:
-        return _evaluate(settings, threads)
+        start = time.perf_counter()
+        plan = plan_evaluation(settings)
+        rows, failures, timing = merge(run_images(plan), plan.spec.codecs)
+        return finish(plan, rows, failures, timing, threads=threads, start=start)
     finally:
         torch.set_num_threads(before)
 
 
-def _evaluate(settings: EvalSettings, threads: int) -> EvalReport:
-    from tqdm import tqdm
+@dataclass
+class EvalPlan:
+    """Everything decided before the first image: images, usable codecs and metrics, points."""
 
-    from ..imageio import open_image
+    settings: EvalSettings
+    out: Path
+    images: list[Path]
+    metrics: list[Metric]
+    codecs: list[EvalCodec]  # run order: the size-matched reference first, then ours, then classical
+    reference: PresetCodec | None
+    points: dict[str, list[Any]]
+    notices: list[str]
 
-    start = time.perf_counter()
+    @property
+    def metric_names(self) -> list[str]:
+        return [m.name for m in self.metrics]
+
+    @property
+    def spec(self) -> EvalSpec:
+        """The picklable per-image description a worker rebuilds an :class:`ImageEvaluator` from."""
+        return EvalSpec(
+            codecs=tuple(c.name for c in self.codecs), points=self.points, metrics=tuple(self.metric_names),
+            runtime=dict(self.settings.runtime), reference=self.reference.name if self.reference else None,
+        )
+
+
+def plan_evaluation(settings: EvalSettings) -> EvalPlan:
+    """Check the output folder, list the images, load metrics and codecs (notices for those that cannot run)."""
     out = Path(settings.out)
     if (out / "per_image.csv").exists() and not settings.force:
         raise OutputExistsError(f"{out} already holds an evaluation; pass --force to overwrite it")
     images = list_images(settings.dataset, limit=settings.limit or None)
     if not settings.codecs:
         raise StageConfigError("no codecs to evaluate")
-
-    notices: list[str] = []
-    failures: list[str] = []
-    metrics, metric_notices = load_metrics(list(settings.metrics) if settings.metrics else None)
-    notices += metric_notices
+    metrics, notices = load_metrics(list(settings.metrics) if settings.metrics else None)
     if not metrics:
-        raise StageConfigError("no usable metric: " + "; ".join(metric_notices))
-    metric_names = [m.name for m in metrics]
+        raise StageConfigError("no usable metric: " + "; ".join(notices))
+    codecs, codec_notices = _usable_codecs(settings.codecs, settings.runtime)
+    notices += codec_notices
+    reference = _size_matched_reference(codecs, settings) if settings.size_matched else None
+    ours = [c for c in codecs if isinstance(c, PresetCodec)]
+    classical = [c for c in codecs if isinstance(c, ClassicalCodec)]
+    order: list[EvalCodec] = ([reference] if reference else []) + [c for c in ours if c is not reference] + classical
+    points = {c.name: _points_for(c, settings.points) for c in order}
+    return EvalPlan(settings, out, images, metrics, order, reference, points, notices)
 
+
+def _usable_codecs(names: Sequence[str], runtime: Mapping[str, Any]) -> tuple[list[EvalCodec], list[str]]:
+    """Each distinct codec that can run here (loading its weights), and a notice for each that cannot."""
     codecs: list[EvalCodec] = []
-    for name in dict.fromkeys(settings.codecs):
-        codec = make_codec(name, **settings.runtime)
+    notices: list[str] = []
+    for name in dict.fromkeys(names):
+        codec = make_codec(name, **runtime)
         reason = codec.unavailable_reason()
         if reason:
             notices.append(f"codec {name!r} skipped: {reason}")
         else:
             codecs.append(codec)
+    return codecs, notices
+
+
+def _size_matched_reference(codecs: Sequence[EvalCodec], settings: EvalSettings) -> PresetCodec:
+    """Our preset whose file sizes the classical codecs match: ``--match``, else the first of ours."""
     ours = [c for c in codecs if isinstance(c, PresetCodec)]
-    classical = [c for c in codecs if isinstance(c, ClassicalCodec)]
-    reference: PresetCodec | None = None
-    if settings.size_matched:
-        wanted = settings.match or (ours[0].name if ours else None)
-        reference = next((c for c in ours if c.name == wanted), None)
-        if reference is None:
-            raise StageConfigError(
-                "size-matched mode needs one of our presets among the usable codecs"
-                + (f" (asked to match {wanted!r})" if wanted else "")
-            )
-    order = ([reference] if reference else []) + [c for c in ours if c is not reference] + classical
-    points = {c.name: _points_for(c, settings.points) for c in order}
+    wanted = settings.match or (ours[0].name if ours else None)
+    reference = next((c for c in ours if c.name == wanted), None)
+    if reference is None:
+        raise StageConfigError(
+            "size-matched mode needs one of our presets among the usable codecs"
+            + (f" (asked to match {wanted!r})" if wanted else "")
+        )
+    return reference
 
-    rows: list[dict[str, Any]] = []
-    timing = {c.name: {"coding_s": 0.0, "metrics_s": 0.0} for c in order}
 
-    def measure(codec: EvalCodec, image: Path, ref: np.ndarray, enc: Any, point: Any, target: int | None) -> None:
-        t0 = time.perf_counter()
-        row: dict[str, Any] = {
-            "codec": codec.name, "image": image.name, "width": ref.shape[1], "height": ref.shape[0],
-            "point": point, "param": enc.param, "bytes": enc.num_bytes,
-            "bpp": 8.0 * enc.num_bytes / (ref.shape[0] * ref.shape[1]), "target_bytes": target,
-        }
-        for metric in metrics:
-            try:
-                row[metric.name] = metric(ref, enc.decoded)
-            except Exception as exc:  # noqa: BLE001 - one metric failing must not lose the row
-                row[metric.name] = None
-                failures.append(f"{metric.name} on {codec.name} / {image.name} @ {point}: {type(exc).__name__}: {exc}")
-        rows.append(row)
-        timing[codec.name]["metrics_s"] += time.perf_counter() - t0
+def run_images(plan: EvalPlan) -> list[ImageResult]:
+    """Every image through one :class:`ImageEvaluator`, in order, with a progress bar."""
+    from tqdm import tqdm
 
-    bar = tqdm(total=len(images) * len(order), unit="run", desc="eval", disable=not settings.progress, dynamic_ncols=True)
+    evaluator = ImageEvaluator(plan.codecs, plan.metrics, plan.points, plan.reference)
+    bar = tqdm(total=len(plan.images) * len(plan.codecs), unit="run", desc="eval", disable=not plan.settings.progress, dynamic_ncols=True)
+
+    def progress(done: int, label: str) -> None:
+        if done:
+            bar.update(done)
+        else:
+            bar.set_postfix_str(label)
+
     try:
-        for path in images:
-            try:
-                ref = np.asarray(open_image(path))
-            except Exception as exc:  # noqa: BLE001 - reported at the end
-                failures.append(f"{path.name}: cannot read: {exc}")
-                bar.update(len(order))
-                continue
-            targets: dict[Any, int] = {}
-            for codec in order:
-                bar.set_postfix_str(f"{path.name} {codec.name}")
-                t0 = time.perf_counter()
-                metric_before = timing[codec.name]["metrics_s"]
-                try:
-                    if isinstance(codec, ClassicalCodec) and reference is not None:
-                        if not targets:
-                            raise RuntimeError(f"no {reference.name} file to match for this image")
-                        for point, budget in targets.items():
-                            enc = codec.size_matched(ref, budget)
-                            if enc is None:
-                                failures.append(f"{codec.name} / {path.name} @ {point}: no quality fits in {budget} bytes")
-                                continue
-                            measure(codec, path, ref, enc, point, budget)
-                    else:
-                        for enc in codec.encode_points(ref, points[codec.name]):
-                            if codec is reference:
-                                targets[enc.param] = enc.num_bytes
-                            measure(codec, path, ref, enc, enc.param, None)
-                except Exception as exc:  # noqa: BLE001 - continue past a failing image
-                    failures.append(f"{codec.name} / {path.name}: {type(exc).__name__}: {exc}")
-                spent = time.perf_counter() - t0
-                timing[codec.name]["coding_s"] += spent - (timing[codec.name]["metrics_s"] - metric_before)
-                bar.update(1)
+        return [evaluator(path, progress) for path in plan.images]
     finally:
         bar.close()
 
+
+def finish(
+    plan: EvalPlan, rows: list[dict[str, Any]], failures: list[str], timing: Mapping[str, Any], *, threads: int, start: float
+) -> EvalReport:
+    """Curves, BD-rates and every output file from the merged rows of all images."""
+    notices = list(plan.notices)
+    results = _results(plan, rows, notices)
+    metric_names = plan.metric_names
+    anchor = plan.settings.anchor or ("jpeg" if "jpeg" in results else next(iter(results), None))
+    bd = bd_rate_table(results, metric_names, anchor) if anchor in results else {"anchor": anchor, "bd_rate": {}, "notes": ["anchor has no curve"]}
+    files = write_outputs(plan.out, results, rows, metric_names, bd)
+    seconds = time.perf_counter() - start
+    summary = {
+        "dataset": str(plan.settings.dataset), "images": len(plan.images), "codecs": [c.name for c in plan.codecs],
+        "points": plan.points, "size_matched": plan.reference.name if plan.reference else None, "metrics": metric_names,
+        "torch_threads": threads, "notices": notices, "failures": failures, "timing_s": dict(timing), "total_s": seconds,
+    }
+    (plan.out / "eval.json").write_text(json.dumps(summary, indent=2, default=str))
+    files.append(plan.out / "eval.json")
+    return EvalReport(results, rows, bd, notices, failures, files, seconds, plan.out)
+
+
+def _results(plan: EvalPlan, rows: list[dict[str, Any]], notices: list[str]) -> dict[str, dict[str, Any]]:
+    """One CompressAI-schema result per codec with rows; a notice for each without."""
     results: dict[str, dict[str, Any]] = {}
-    for codec in order:
+    for codec in plan.codecs:
         mine = [r for r in rows if r["codec"] == codec.name]
         if not mine:
             notices.append(f"codec {codec.name!r}: no successful image, no curve")
             continue
         desc = codec.description or codec.name
-        if isinstance(codec, ClassicalCodec) and reference is not None:
-            desc += f"; size-matched: per image, the highest quality whose file is at most {reference.name}'s"
-        results[codec.name] = aggregate(mine, codec, metric_names, desc)
-
-    anchor = settings.anchor or ("jpeg" if "jpeg" in results else next(iter(results), None))
-    bd = bd_rate_table(results, metric_names, anchor) if anchor in results else {"anchor": anchor, "bd_rate": {}, "notes": ["anchor has no curve"]}
-
-    files = write_outputs(out, results, rows, metric_names, bd)
-    seconds = time.perf_counter() - start
-    summary = {
-        "dataset": str(settings.dataset), "images": len(images), "codecs": [c.name for c in order],
-        "points": points, "size_matched": reference.name if reference else None, "metrics": metric_names,
-        "torch_threads": threads, "notices": notices, "failures": failures, "timing_s": timing, "total_s": seconds,
-    }
-    (out / "eval.json").write_text(json.dumps(summary, indent=2, default=str))
-    files.append(out / "eval.json")
-    return EvalReport(results, rows, bd, notices, failures, files, seconds, out)
+        if isinstance(codec, ClassicalCodec) and plan.reference is not None:
+            desc += f"; size-matched: per image, the highest quality whose file is at most {plan.reference.name}'s"
+        results[codec.name] = aggregate(mine, codec, plan.metric_names, desc)
+    return results
 
 
 def write_outputs(out: Path, results: Mapping[str, Any], rows: list[dict[str, Any]], metric_names: list[str], bd: Mapping[str, Any]) -> list[Path]:

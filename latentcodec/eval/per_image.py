@@ -1,0 +1,173 @@
+"""The per-image work of an evaluation: every codec and rate point for one image.
+
+This is the unit a distributed run (``latentcodec eval --ray``: a Ray Data actor pool)
+schedules.  :class:`ImageEvaluator` holds the loaded codecs and metrics, so a worker builds
+it once and calls it once per image; a call reads the image, codes it with every codec at
+every point (size-matched codecs search the reference's file sizes of *that* image),
+measures every metric and returns an :class:`ImageResult`.  Calls share no mutable state
+(the codecs' caches of loaded weights and per-point chains only ever hold the same
+values), so images can run in any order, process or machine, and :func:`merge` puts the
+results back in image order exactly as a serial run produces them::
+
+    spec = plan.spec                               # EvalSpec: picklable, no models
+    evaluator = ImageEvaluator.from_spec(spec)     # once per worker: loads the models
+    result = evaluator(path)                       # ImageResult(image, rows, failures, timing)
+    rows, failures, timing = merge([result, ...], spec.codecs)   # results in image order
+    report = runner.finish(plan, images, rows, failures, timing, start)  # JSON, CSV, plots, BD
+
+One instance must not be called from two threads at once (torch modules are not
+re-entrant); make one per worker.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import EvalError
+from .codecs import ClassicalCodec, Encoded, EvalCodec, PresetCodec, make_codec
+from .metrics import Metric, load_metrics
+
+#: ``progress(units_done, label)``: 0 before a codec starts, 1 when it is done.
+Progress = Callable[[int, str], None]
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    """What to compute for each image, without models: pickles to any worker.
+
+    ``codecs`` are in run order (the size-matched reference first); ``points`` has an entry
+    per codec; ``reference`` names the preset whose file sizes the classical codecs match
+    (None: every codec sweeps its own points).
+    """
+
+    codecs: tuple[str, ...]
+    points: Mapping[str, Sequence[Any]]
+    metrics: tuple[str, ...]
+    runtime: Mapping[str, Any] = field(default_factory=dict)
+    reference: str | None = None
+
+
+@dataclass
+class ImageResult:
+    """One image's outcome: its CSV rows, failure lines and seconds per codec."""
+
+    image: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    timing: dict[str, dict[str, float]] = field(default_factory=dict)  # codec -> coding_s, metrics_s
+
+
+class ImageEvaluator:
+    """Every codec at every point on one image per call; see the module docstring."""
+
+    def __init__(
+        self, codecs: Sequence[EvalCodec], metrics: Sequence[Metric], points: Mapping[str, Sequence[Any]], reference: PresetCodec | None = None
+    ) -> None:
+        self.codecs = list(codecs)
+        self.metrics = list(metrics)
+        self.points = {name: list(values) for name, values in points.items()}
+        self.reference = reference
+
+    @classmethod
+    def from_spec(cls, spec: EvalSpec) -> "ImageEvaluator":
+        """Build the codecs and metrics a spec names (loads weights); :class:`EvalError` if one cannot run here."""
+        codecs = []
+        for name in spec.codecs:
+            codec = make_codec(name, **spec.runtime)
+            reason = codec.unavailable_reason()
+            if reason:
+                raise EvalError(f"codec {name!r} cannot run in this worker: {reason}")
+            codecs.append(codec)
+        metrics, notices = load_metrics(list(spec.metrics))
+        if len(metrics) != len(spec.metrics):
+            raise EvalError("a metric cannot run in this worker: " + "; ".join(notices))
+        reference = next((c for c in codecs if c.name == spec.reference), None) if spec.reference else None
+        if spec.reference and not isinstance(reference, PresetCodec):
+            raise EvalError(f"size-matched reference {spec.reference!r} is not one of our presets in {spec.codecs}")
+        return cls(codecs, metrics, spec.points, reference)
+
+    def __call__(self, path: str | Path, progress: Progress | None = None) -> ImageResult:
+        from ..imageio import open_image
+
+        path = Path(path)
+        result = ImageResult(str(path), timing={c.name: {"coding_s": 0.0, "metrics_s": 0.0} for c in self.codecs})
+        try:
+            ref = np.asarray(open_image(path))
+        except Exception as exc:  # noqa: BLE001 - reported at the end
+            result.failures.append(f"{path.name}: cannot read: {exc}")
+            if progress:
+                progress(len(self.codecs), path.name)
+            return result
+        targets: dict[Any, int] = {}  # reference point -> its file size for this image
+        for codec in self.codecs:
+            label = f"{path.name} {codec.name}"
+            if progress:
+                progress(0, label)
+            t0 = time.perf_counter()
+            metrics_s = self._run_codec(codec, path, ref, targets, result)
+            timing = result.timing[codec.name]
+            timing["metrics_s"] += metrics_s
+            timing["coding_s"] += time.perf_counter() - t0 - metrics_s
+            if progress:
+                progress(1, label)
+        return result
+
+    def _run_codec(self, codec: EvalCodec, path: Path, ref: np.ndarray, targets: dict[Any, int], result: ImageResult) -> float:
+        """All points of one codec on one image -> seconds spent in metrics."""
+        metrics_s = 0.0
+        try:
+            if isinstance(codec, ClassicalCodec) and self.reference is not None:
+                if not targets:
+                    raise RuntimeError(f"no {self.reference.name} file to match for this image")
+                for point, budget in targets.items():
+                    enc = codec.size_matched(ref, budget)
+                    if enc is None:
+                        result.failures.append(f"{codec.name} / {path.name} @ {point}: no quality fits in {budget} bytes")
+                        continue
+                    metrics_s += self._measure(codec, path, ref, enc, point, budget, result)
+            else:
+                for enc in codec.encode_points(ref, self.points[codec.name]):
+                    if codec is self.reference:
+                        targets[enc.param] = enc.num_bytes
+                    metrics_s += self._measure(codec, path, ref, enc, enc.param, None, result)
+        except Exception as exc:  # noqa: BLE001 - continue past a failing image
+            result.failures.append(f"{codec.name} / {path.name}: {type(exc).__name__}: {exc}")
+        return metrics_s
+
+    def _measure(self, codec: EvalCodec, path: Path, ref: np.ndarray, enc: Encoded, point: Any, target: int | None, result: ImageResult) -> float:
+        """One CSV row: size and every metric of one decoded point -> seconds it took."""
+        t0 = time.perf_counter()
+        height, width = ref.shape[:2]
+        row: dict[str, Any] = {
+            "codec": codec.name, "image": path.name, "width": width, "height": height,
+            "point": point, "param": enc.param, "bytes": enc.num_bytes,
+            "bpp": 8.0 * enc.num_bytes / (height * width), "target_bytes": target,
+        }
+        for metric in self.metrics:
+            try:
+                row[metric.name] = metric(ref, enc.decoded)
+            except Exception as exc:  # noqa: BLE001 - one metric failing must not lose the row
+                row[metric.name] = None
+                result.failures.append(f"{metric.name} on {codec.name} / {path.name} @ {point}: {type(exc).__name__}: {exc}")
+        result.rows.append(row)
+        return time.perf_counter() - t0
+
+
+def merge(results: Sequence[ImageResult], codecs: Sequence[str]) -> tuple[list[dict[str, Any]], list[str], dict[str, dict[str, float]]]:
+    """Rows, failures and summed timings of per-image results (pass them in image order)."""
+    rows: list[dict[str, Any]] = []
+    failures: list[str] = []
+    timing = {name: {"coding_s": 0.0, "metrics_s": 0.0} for name in codecs}
+    for r in results:
+        rows += r.rows
+        failures += r.failures
+        for name, t in r.timing.items():
+            for key, seconds in t.items():
+                timing.setdefault(name, {}).setdefault(key, 0.0)
+                timing[name][key] += seconds
+    return rows, failures, timing
