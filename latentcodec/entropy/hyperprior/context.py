@@ -32,10 +32,11 @@ import numpy as np
 from .fixed_point import ACT_BITS, ACT_LIMIT, conv_int, export_layer
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=4)
 def phase_map(h: int, w: int, phases: int) -> np.ndarray:
     """Phase ``0 .. phases-1`` of every position of an ``h x w`` grid (read-only, cached:
-    every decoding pass of an image asks for the same map).
+    every decoding pass of an image asks for the same map; int8 and few, so what the cache
+    keeps after a decode is small next to the images it was made for).
 
     >>> phase_map(2, 3, 4).tolist()
     [[0, 2, 0], [3, 1, 3]]
@@ -47,9 +48,9 @@ def phase_map(h: int, w: int, phases: int) -> np.ndarray:
     i = np.arange(h)[:, None]
     j = np.arange(w)[None, :]
     if phases == 2:
-        out = ((i + j) % 2).astype(np.int64)
+        out = ((i + j) % 2).astype(np.int8)
     elif phases in SUBGRID_PHASES:
-        out = np.zeros((h, w), dtype=np.int64)
+        out = np.zeros((h, w), dtype=np.int8)
         for p in range(phases):
             stride, di, dj = phase_grid(phases, p)
             out[di::stride, dj::stride] = p
