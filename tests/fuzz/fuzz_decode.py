@@ -41,8 +41,9 @@ MAX_SYMBOLS = int(os.environ.get("LC_FUZZ_MAX_SYMBOLS", 1 << 18))
 #: Resident memory an input may add: a fixed allowance plus this much per latent value.
 RSS_BASE_BYTES = 96 << 20
 RSS_BYTES_PER_SYMBOL = 4096
-#: Time an input may take: a fixed allowance plus this much per latent value (generous:
-#: the fuzzer runs at low priority on a shared machine; a hang is what this catches).
+#: CPU time an input may take: a fixed allowance plus this much per latent value
+#: (generous: a hang or a superlinear decoder is what this catches; CPU time, not wall
+#: time, because the fuzzer runs at low priority on a shared machine).
 TIME_BASE_S = 10.0
 TIME_PER_SYMBOL_S = 200e-6
 #: Address-space limit of the fuzz process (``LC_FUZZ_AS_MB``); a decoder that asks for
@@ -152,14 +153,14 @@ def check_stream(data: bytes) -> tuple | None:
         return None
     measure = _reset_peak_rss()
     rss_before = _status_kb("VmRSS:") if measure else None
-    start = time.perf_counter()
+    start = time.process_time()
     try:
         latent, _ = _decode(stream)
     except LatentCodecError:
         latent = None
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     if elapsed > TIME_BASE_S + TIME_PER_SYMBOL_S * symbols:
-        raise FuzzFinding(f"decoding {symbols} symbols took {elapsed:.1f} s")
+        raise FuzzFinding(f"decoding {symbols} symbols took {elapsed:.1f} s of CPU time")
     if rss_before is not None:
         grown = ((_status_kb("VmHWM:") or 0) - rss_before) * 1024
         if grown > RSS_BASE_BYTES + RSS_BYTES_PER_SYMBOL * symbols:
@@ -203,13 +204,27 @@ def _signature(exc: BaseException) -> str:
 
 def collecting_target(findings_dir: Path):  # type: ignore[no-untyped-def]
     """A fuzz target that records each distinct finding (one input per signature) in
-    ``findings_dir`` and goes on, so one long run lists every defect it meets."""
+    ``findings_dir`` and goes on, so one long run lists every defect it meets; it also
+    keeps ``progress-PID.json`` there (executions and CPU seconds so far)."""
+    import atexit
     import hashlib
+    import json
 
     findings_dir.mkdir(parents=True, exist_ok=True)
     seen: set[str] = set()
+    progress = findings_dir / f"progress-{os.getpid()}.json"
+    count = [0]
+    start = time.monotonic()
+
+    def save() -> None:
+        progress.write_text(json.dumps({"executions": count[0], "seconds": round(time.monotonic() - start, 1), "findings": len(seen)}))
+
+    atexit.register(save)
 
     def target(data: bytes) -> None:
+        count[0] += 1
+        if count[0] % 5000 == 0:
+            save()
         try:
             check_input(bytes(data))
         except Exception as exc:
