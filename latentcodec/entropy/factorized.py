@@ -30,7 +30,9 @@ class ANSFactorizedCoder(PriorTableCoder):
     """
 
     name: ClassVar[str] = "ans-factorized"
-    version: ClassVar[int] = 1
+    #: 2: the stream names the prior by its canonical digest; 1: by its file hash (still read).
+    version: ClassVar[int] = 2
+    supported_versions: ClassVar[tuple[int, ...]] = (1, 2)
     prior_kind: ClassVar[str] = "factorized"
 
     def __init__(self, prior: str = "taesd") -> None:

@@ -1,9 +1,21 @@
-"""Shipped prior files and the integer-table ANS machinery the learned coders share.
+"""Prior files (the learned coders' decoding data) and the integer-table ANS machinery they share.
 
-A prior file is an uncompressed-pickle-free ``.npz`` of integer arrays plus a JSON
-``meta`` string.  Its identity is a short content hash (the first 4 bytes of the
-SHA-256 of the file), carried in the stream, so a decoder refuses a stream made with
-another version of the model instead of silently decoding garbage.
+A prior file is a pickle-free ``.npz`` of integer arrays plus a JSON ``meta`` member.
+Shipped prior files are **append-only**: a retrained prior is a new file beside the old
+ones, never a replacement, so every stream ever written keeps decoding.  A stream names
+its prior by a 4-byte *identity*, and the decoder looks that identity up among every
+shipped file and every file in the folders on ``$LATENTCODEC_PRIORS``:
+
+* stage version 2 (written today): the first 4 bytes of the **canonical digest**, a
+  SHA-256 over the arrays' names, dtypes, shapes and bytes (:func:`canonical_digest`),
+  independent of how the archive happens to be zipped;
+* stage version 1 (older streams): the first 4 bytes of SHA-256 of the file's bytes.
+
+A decoder without a matching file refuses the stream with :class:`PriorMismatchError`;
+it never decodes with another model.  Shipped files are named
+``NAME-KIND-<canonical 8 hex>.npz``; ``names.json`` says which file a name (``taesd``)
+means when *encoding*, and the frozen list in ``tests/test_priors.py`` pins every file
+ever shipped.
 
 Table sets: ``T`` integer frequency tables (``freqs[t, :n[t]]`` summing to
 ``2**TABLE_BITS``), each covering the values ``lo[t] .. lo[t] + n[t] - 2``; the last
@@ -16,12 +28,14 @@ nothing a decoder computes depends on floating-point rounding.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import struct
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, Mapping
 
 import numpy as np
 
@@ -32,21 +46,29 @@ from .tables import pmf_to_freqs, unzigzag_array, zigzag_array
 
 TABLE_BITS = 16
 PRIOR_DIR = Path(__file__).resolve().parents[1] / "data" / "priors"
+#: Which shipped file each prior name means for *encoding* (decoding goes by identity).
+NAMES_FILE = PRIOR_DIR / "names.json"
 #: Extra folders (``os.pathsep``-separated) searched for priors, e.g. your own training runs.
 PRIOR_PATH_ENV = "LATENTCODEC_PRIORS"
 HASH_BYTES = 4
+#: How a stream names its prior, by stage version (see the module docstring).
+Identity = Literal["canonical", "file"]
+IDENTITY_BY_VERSION: dict[int, Identity] = {1: "file", 2: "canonical"}
 
 
 # --- files -----------------------------------------------------------------------
 @dataclass(frozen=True)
 class Prior:
-    """A loaded prior file: its arrays, its metadata and its content hash."""
+    """A loaded prior file: its arrays, its metadata and both its identities."""
 
     path: Path
     kind: str
     meta: dict[str, Any]
     arrays: dict[str, np.ndarray]
+    #: First 4 bytes of the canonical digest (stage version 2 identity).
     digest: bytes
+    #: First 4 bytes of SHA-256 of the file's bytes (stage version 1 identity).
+    file_digest: bytes
 
     def __getitem__(self, key: str) -> np.ndarray:
         try:
@@ -54,94 +76,175 @@ class Prior:
         except KeyError:
             raise ModelError(f"prior {self.path.name} lacks array {key!r}") from None
 
+    def identity(self, kind: Identity) -> bytes:
+        return self.digest if kind == "canonical" else self.file_digest
+
 
 def content_hash(data: bytes) -> bytes:
+    """The stage-version-1 identity of a prior file's bytes."""
     return hashlib.sha256(data).digest()[:HASH_BYTES]
 
 
-def save_prior(path: str | Path, kind: str, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> bytes:
-    """Write a prior file (integer arrays only) and return its content hash."""
-    import io
-    import zipfile
+def canonical_digest(arrays: Mapping[str, np.ndarray]) -> bytes:
+    """SHA-256 over the members in ascending name order (``meta`` as its UTF-8 JSON bytes).
 
+    Per member: ``u32 len(name) | name | u8 len(dtype) | dtype ('<' for multi-byte) |
+    u8 ndim | ndim x u64 dims | u64 nbytes | C-order little-endian data`` (SPEC 7.3).
+
+    >>> import numpy as np
+    >>> a = canonical_digest({"x": np.arange(3, dtype="<i4")})
+    >>> assert a == canonical_digest({"x": np.arange(3, dtype=">i4")})  # byte order does not matter
+    >>> assert a != canonical_digest({"x": np.arange(3, dtype="<i8")})  # the dtype does
+    """
+    h = hashlib.sha256()
+    for name in sorted(arrays, key=lambda n: n.encode("utf-8")):
+        a = np.ascontiguousarray(arrays[name])
+        if a.dtype.byteorder == ">":
+            a = a.astype(a.dtype.newbyteorder("<"))
+        dtype = a.dtype.str.encode("ascii")
+        raw = name.encode("utf-8")
+        h.update(struct.pack("<I", len(raw)) + raw + bytes([len(dtype)]) + dtype + bytes([a.ndim]))
+        h.update(b"".join(struct.pack("<Q", d) for d in a.shape) + struct.pack("<Q", a.nbytes))
+        h.update(a.tobytes())
+    return h.digest()
+
+
+def _members(kind: str, meta: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     for key, a in arrays.items():
         if not np.issubdtype(np.asarray(a).dtype, np.integer):
             raise ValueError(f"prior array {key!r} must be integer, got {np.asarray(a).dtype}")
     meta = {**meta, "kind": kind}
-    # A zip with fixed timestamps, so the same tables always give the same hash.
+    members = {"meta": np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)}
+    members.update({k: np.ascontiguousarray(v) for k, v in sorted(arrays.items())})
+    return members
+
+
+def save_prior(path: str | Path, kind: str, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> bytes:
+    """Write a prior file (integer arrays only) and return its canonical identity (4 bytes)."""
+    import zipfile
+
+    members = _members(kind, meta, arrays)
+    # A zip with fixed timestamps, so the same tables always give the same bytes.
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        entries = {"meta": np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)}
-        entries.update({k: np.ascontiguousarray(v) for k, v in sorted(arrays.items())})
-        for key, a in entries.items():
+        for key, a in members.items():
             member = io.BytesIO()
             np.lib.format.write_array(member, a, allow_pickle=False)
             info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED
             zf.writestr(info, member.getvalue())
-    data = buf.getvalue()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_bytes(data)
-    return content_hash(data)
+    tmp = Path(path).with_name(f".{Path(path).name}.tmp")
+    tmp.write_bytes(buf.getvalue())
+    tmp.replace(path)
+    return canonical_digest(members)[:HASH_BYTES]
 
 
-@lru_cache(maxsize=32)
-def _load(path: str) -> Prior:
+def _load(path: str | Path) -> Prior:
+    p = Path(path).resolve()
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise ModelError(f"no such prior file: {p}") from None
+    return _load_cached(str(p), st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=64)
+def _load_cached(path: str, mtime_ns: int, size: int) -> Prior:
     p = Path(path)
     try:
         data = p.read_bytes()
-        import io
-
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-        meta = json.loads(arrays.pop("meta").tobytes().decode())
-    except FileNotFoundError:
-        raise ModelError(f"no such prior file: {p}") from None
+        meta = json.loads(arrays["meta"].tobytes().decode())
     except Exception as exc:  # zip, npy or JSON damage
         raise ModelError(f"cannot read prior file {p}: {type(exc).__name__}: {exc}") from exc
-    return Prior(p, str(meta.get("kind", "")), meta, arrays, content_hash(data))
+    digest = canonical_digest(arrays)[:HASH_BYTES]
+    arrays.pop("meta")
+    return Prior(p, str(meta.get("kind", "")), meta, arrays, digest, content_hash(data))
 
 
 def search_dirs() -> list[Path]:
+    """The shipped folder, then every folder on ``$LATENTCODEC_PRIORS``."""
     extra = [Path(d) for d in os.environ.get(PRIOR_PATH_ENV, "").split(os.pathsep) if d]
     return [PRIOR_DIR, *extra]
 
 
-def load_prior(kind: str, prior: str) -> Prior:
-    """Load ``prior``: a shipped name (``taesd``), a ``#hash`` from a stream, or a file path.
+def installed_priors(kind: str) -> list[Prior]:
+    """Every readable prior file of ``kind`` in :func:`search_dirs` (unreadable files are skipped)."""
+    found: list[Prior] = []
+    for d in search_dirs():
+        for f in sorted(d.glob("*.npz")) if d.is_dir() else []:
+            try:
+                loaded = _load(f)
+            except ModelError:
+                continue
+            if loaded.kind == kind:
+                found.append(loaded)
+    return found
 
-    Shipped priors of kind ``K`` live in ``latentcodec/data/priors/NAME-K.npz``.
-    """
-    if prior.startswith("#"):
-        want = bytes.fromhex(prior[1:])
-        candidates = [f for d in search_dirs() if d.is_dir() for f in sorted(d.glob(f"*-{kind}.npz"))]
-        for f in candidates:
-            loaded = _load(str(f))
-            if loaded.digest == want:
-                return loaded
-        have = ", ".join(f"{f.name} (#{_load(str(f)).digest.hex()})" for f in candidates) or "none"
+
+def shipped_names(kind: str) -> dict[str, str]:
+    """Prior name -> shipped file name, for encoding (``names.json``)."""
+    try:
+        names = json.loads(NAMES_FILE.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read {NAMES_FILE}: {exc}") from exc
+    return dict(names.get(kind, {}))
+
+
+def find_prior(kind: str, identity: bytes, how: Identity = "canonical") -> Prior:
+    """The installed prior of ``kind`` whose ``how`` identity is ``identity``, or a refusal."""
+    candidates = installed_priors(kind)
+    matches = [p for p in candidates if p.identity(how) == identity]
+    if len({m.digest for m in matches}) > 1:  # two different files share 4 bytes of identity
         raise PriorMismatchError(
-            f"stream was coded with {kind} prior #{want.hex()}, which is not installed "
-            f"(installed: {have}); add its folder to ${PRIOR_PATH_ENV} or use the latentcodec version that made it"
+            f"{kind} prior #{identity.hex()} is ambiguous: {', '.join(str(m.path) for m in matches)} all match; "
+            f"remove the one that did not make this stream from ${PRIOR_PATH_ENV}"
         )
+    if matches:
+        return matches[0]
+    have = ", ".join(f"{p.path.name} (#{p.identity(how).hex()})" for p in candidates) or "none"
+    version = next(v for v, i in IDENTITY_BY_VERSION.items() if i == how)
+    raise PriorMismatchError(
+        f"stream was coded with {kind} prior #{identity.hex()} (identity of stage version {version}), which is "
+        f"not installed (installed: {have}); add the folder that holds it to ${PRIOR_PATH_ENV}, or decode with "
+        "the latentcodec installation that wrote it"
+    )
+
+
+def load_prior(kind: str, prior: str) -> Prior:
+    """Load ``prior``: a shipped name (``taesd``), a file path, or an identity from a stream
+    (``#hex``: canonical, stage version 2; ``#v1:hex``: file hash, stage version 1)."""
+    if prior.startswith("#"):
+        how: Identity = "canonical"
+        ref = prior[1:]
+        if ref.startswith("v1:"):
+            how, ref = "file", ref[3:]
+        try:
+            want = bytes.fromhex(ref)
+        except ValueError:
+            raise StageConfigError(f"bad prior identity {prior!r}") from None
+        return find_prior(kind, want, how)
     path = Path(prior)
     if prior.endswith(".npz") or path.is_file():
-        loaded = _load(str(path.resolve()))
+        loaded = _load(path)
     else:
-        f = PRIOR_DIR / f"{prior}-{kind}.npz"
-        if not f.exists():
-            shipped = sorted(x.name[: -len(f"-{kind}.npz")] for x in PRIOR_DIR.glob(f"*-{kind}.npz"))
-            raise StageConfigError(f"no shipped {kind} prior {prior!r}; shipped: {', '.join(shipped) or 'none'}")
-        loaded = _load(str(f))
+        names = shipped_names(kind)
+        if prior not in names:
+            raise StageConfigError(f"no shipped {kind} prior {prior!r}; shipped: {', '.join(sorted(names)) or 'none'}")
+        loaded = _load(PRIOR_DIR / names[prior])
     if loaded.kind != kind:
         raise ModelError(f"{loaded.path.name} is a {loaded.kind or 'unknown'} prior, not a {kind} prior")
     return loaded
 
 
-def prior_from_wire(kind: str, params: bytes) -> str:
+def prior_from_wire(kind: str, params: bytes, version: int = 2) -> str:
     """The ``prior`` config value for a stream's wire params (resolved lazily)."""
     if len(params) != HASH_BYTES:
         raise CorruptStreamError(f"{kind}: expected a {HASH_BYTES}-byte prior hash in the stream")
+    if IDENTITY_BY_VERSION.get(version) == "file":
+        return "#v1:" + params.hex()
     return "#" + params.hex()
 
 
@@ -287,3 +390,7 @@ class PriorTableCoder(EntropyCoder):
     @classmethod
     def config_from_wire(cls, params: bytes) -> dict[str, Any]:
         return {"prior": prior_from_wire(cls.name, params)}
+
+    @classmethod
+    def config_from_record(cls, params: bytes, version: int) -> dict[str, Any]:
+        return {"prior": prior_from_wire(cls.name, params, version)}

@@ -88,7 +88,9 @@ class ANSContextCoder(PriorTableCoder):
     """
 
     name: ClassVar[str] = "ans-context"
-    version: ClassVar[int] = 1
+    #: 2: the stream names the prior by its canonical digest; 1: by its file hash (still read).
+    version: ClassVar[int] = 2
+    supported_versions: ClassVar[tuple[int, ...]] = (1, 2)
     prior_kind: ClassVar[str] = "context"
 
     def __init__(self, prior: str = "gaussian") -> None:

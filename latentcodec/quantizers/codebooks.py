@@ -3,7 +3,9 @@
 A codebook file ``palette-<name>.npz`` holds one uint8 ``(K, C)`` palette per size K
 (keys ``"2"``, ``"4"``, ... ``"256"``).  The stream stores the codebook's one-byte id,
 so ids are registered here by hand and never reused; the name carries a version
-(``taesd-v1``) so a retrained codebook gets a new id instead of changing old streams.
+(``taesd-v1``) so a retrained codebook gets a new id and file instead of changing old
+streams.  Each id is pinned to the SHA-256 of its file: a file that does not have that
+content (edited, replaced) is refused, never used to decode.
 They are made by ``scripts/train_codebook.py`` from ``../shared/datasets/train-photos``.
 """
 
@@ -14,11 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CorruptStreamError, StageConfigError
+from ..errors import CorruptStreamError, ModelError, StageConfigError
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
-#: name -> stream id (1..255).
-CODEBOOK_IDS: dict[str, int] = {"taesd-v1": 1}
+#: name -> (stream id 1..255, SHA-256 of its file).  Append-only.
+CODEBOOKS: dict[str, tuple[int, str]] = {
+    "taesd-v1": (1, "7478dfcf41b9f494677d416e9dcc1e873e6e59bc7998f8daa0df32b7157b51f6"),
+}
+CODEBOOK_IDS: dict[str, int] = {name: cid for name, (cid, _) in CODEBOOKS.items()}
 
 
 def codebook_id(name: str) -> int:
@@ -43,7 +48,14 @@ def _load(name: str) -> dict[int, np.ndarray]:
     path = codebook_path(name)
     if not path.exists():
         raise StageConfigError(f"palette: codebook file {path.name} is not installed")
-    with np.load(path) as data:
+    import hashlib
+
+    raw = path.read_bytes()
+    if hashlib.sha256(raw).hexdigest() != CODEBOOKS[name][1]:
+        raise ModelError(f"palette: {path} does not hold the codebook {name!r} (id {CODEBOOKS[name][0]}) that streams name; reinstall latentcodec")
+    import io
+
+    with np.load(io.BytesIO(raw)) as data:
         return {int(k): np.asarray(data[k], dtype=np.uint8) for k in data.files}
 
 

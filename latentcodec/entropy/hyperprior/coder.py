@@ -45,7 +45,9 @@ class ANSHyperpriorCoder(PriorTableCoder):
     """
 
     name: ClassVar[str] = "ans-hyperprior"
-    version: ClassVar[int] = 1
+    #: 2: the stream names the prior by its canonical digest; 1: by its file hash (still read).
+    version: ClassVar[int] = 2
+    supported_versions: ClassVar[tuple[int, ...]] = (1, 2)
     #: Where to find the model file is a runtime choice; the stream carries its hash.
     runtime_options: ClassVar[frozenset[str]] = frozenset({"device", "dtype", "prior", "refine_z"})
     prior_kind: ClassVar[str] = "hyperprior"
