@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from . import corpus, fuzz_decode
@@ -79,3 +80,51 @@ def test_short_atheris_run(tmp_path: Path) -> None:
     tail = (proc.stdout + proc.stderr)[-3000:]
     assert proc.returncode == 0, tail
     assert "Done" in tail, tail
+
+
+def _zlib_seed(seeds: dict[str, bytes]) -> bytes:
+    return next(d for name, d in seeds.items() if name.startswith("uniform+zlib+"))
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        lambda: [][1],  # IndexError
+        lambda: np.zeros(2) + np.float64("nan") * np.zeros(2) ** -1,  # a numpy warning (divide by zero)
+        lambda: (_ for _ in ()).throw(MemoryError()),
+    ],
+    ids=["IndexError", "numpy-warning", "MemoryError"],
+)
+def test_the_harness_reports_what_is_not_a_latentcodec_error(seeds: dict[str, bytes], monkeypatch: pytest.MonkeyPatch, fault) -> None:  # type: ignore[no-untyped-def]
+    """The property can fail: a decoder that raises anything else, or warns, is a finding."""
+    from latentcodec.entropy.zlib_coder import ZlibCoder
+
+    fuzz_decode._STAGES.clear()
+    monkeypatch.setattr(ZlibCoder, "decode", lambda self, data, shape: fault())
+    with fuzz_decode.strict(), pytest.raises((IndexError, FloatingPointError, RuntimeWarning, MemoryError)):
+        fuzz_decode.check_input(_zlib_seed(seeds))
+    fuzz_decode._STAGES.clear()
+
+
+def test_the_harness_reports_bad_latents_and_memory_hogs(seeds: dict[str, bytes], monkeypatch: pytest.MonkeyPatch) -> None:
+    from latentcodec.entropy.zlib_coder import ZlibCoder
+    from latentcodec.quantizers.uniform import UniformQuantizer
+
+    data = _zlib_seed(seeds)
+    fuzz_decode._STAGES.clear()
+    monkeypatch.setattr(UniformQuantizer, "dequantize", lambda self, s, side=b"": np.full(s.shape, np.nan, np.float32))
+    with pytest.raises(fuzz_decode.FuzzFinding, match="not finite"):
+        fuzz_decode.check_input(data)
+    monkeypatch.undo()
+    if fuzz_decode._reset_peak_rss():  # Linux: the resident-memory check
+        real = ZlibCoder.decode
+
+        def hog(self, d, shape):  # type: ignore[no-untyped-def]
+            block = np.ones(fuzz_decode.RSS_BASE_BYTES // 8 + (1 << 22), np.float64)  # touches > 96 MiB
+            return real(self, d, shape) + int(block[0]) - 1
+
+        fuzz_decode._STAGES.clear()
+        monkeypatch.setattr(ZlibCoder, "decode", hog)
+        with pytest.raises(fuzz_decode.FuzzFinding, match="MiB"):
+            fuzz_decode.check_input(data)
+    fuzz_decode._STAGES.clear()
