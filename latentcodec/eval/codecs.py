@@ -1,7 +1,8 @@
 """Every codec an evaluation compares, behind one interface.
 
 * :class:`PillowCodec`: JPEG (``optimize``), WebP (``method=6``), AVIF, through Pillow;
-* :class:`JXLToolCodec`: JPEG XL through ``cjxl``/``djxl`` (Debian ``libjxl-tools``);
+* :class:`JXLToolCodec`: JPEG XL through ``cjxl``/``djxl`` (Debian ``libjxl-tools``), else
+  :class:`JXLPillowCodec` through ``pillow-jxl-plugin`` (``latentcodec[metrics]``);
 * :class:`PresetCodec`: one of our presets.  Its latent is computed once per image and
   only the quantizer/entropy coder (the rate parameter) vary between points.
 
@@ -138,16 +139,35 @@ class PillowCodec(ClassicalCodec):
         return _decode_with_pillow(data)
 
 
-class JXLToolCodec(ClassicalCodec):
-    """JPEG XL via the reference ``cjxl``/``djxl`` tools (``-q`` quality, effort 7)."""
+def jxl_distance(quality: float) -> float:
+    """libjxl's ``JxlEncoderDistanceFromQuality`` (cjxl 0.8+ ``-q``): quality 0..100 -> distance 25..0.
 
-    quality_range = (1, 100)
+    cjxl 0.7 maps ``-q`` differently and rejects qualities below 5 (distance over 25), so
+    the tool is given this distance with ``-d``: one quality means the same on every version.
+
+    >>> jxl_distance(100), jxl_distance(90), jxl_distance(0)
+    (0.0, 1.0, 25.0)
+    """
+    if quality >= 100:
+        return 0.0
+    if quality >= 30:
+        return round(0.1 + (100 - quality) * 0.09, 6)
+    return round(53.0 / 3000.0 * quality * quality - 23.0 / 20.0 * quality + 25.0, 6)
+
+
+JXL_POINTS = (5, 20, 40, 60, 75, 90)
+
+
+class JXLToolCodec(ClassicalCodec):
+    """JPEG XL via the reference ``cjxl``/``djxl`` tools (``-d`` from the quality, effort 7)."""
+
+    quality_range = (0, 100)
 
     def __init__(self, effort: int = 7) -> None:
         self.name = "jxl"
         self.effort = effort
-        self.default_points = (5, 20, 40, 60, 75, 90)
-        self.description = f"JPEG XL (cjxl -q Q -e {effort})"
+        self.default_points = JXL_POINTS
+        self.description = f"JPEG XL through cjxl/djxl (cjxl -d <libjxl distance for quality Q> -e {effort})"
 
     def unavailable_reason(self) -> str | None:
         missing = [t for t in ("cjxl", "djxl") if shutil.which(t) is None]
@@ -164,7 +184,7 @@ class JXLToolCodec(ClassicalCodec):
         with tempfile.TemporaryDirectory(prefix="lc-jxl-") as tmp:
             src, dst = Path(tmp) / "in.png", Path(tmp) / "out.jxl"
             image.save(src, compress_level=1)
-            self._run(["cjxl", str(src), str(dst), "-q", str(quality), "-e", str(self.effort)])
+            self._run(["cjxl", str(src), str(dst), "-d", f"{jxl_distance(quality):g}", "-e", str(self.effort)])
             return dst.read_bytes()
 
     def decode(self, data: bytes) -> np.ndarray:
@@ -173,6 +193,36 @@ class JXLToolCodec(ClassicalCodec):
             src.write_bytes(data)
             self._run(["djxl", str(src), str(dst)])
             return _decode_with_pillow(dst.read_bytes())
+
+
+class JXLPillowCodec(PillowCodec):
+    """JPEG XL through the ``pillow-jxl-plugin`` package (its bundled libjxl), where cjxl is absent."""
+
+    def __init__(self, effort: int = 7) -> None:
+        hint = "pip install 'latentcodec[metrics]' (pillow-jxl-plugin) or apt-get install libjxl-tools (cjxl/djxl)"
+        super().__init__("jxl", "JXL", "jxl", {"effort": effort}, (0, 100), JXL_POINTS, hint)
+        self.description = f"JPEG XL through pillow-jxl-plugin (quality Q, effort {effort})"
+
+    def unavailable_reason(self) -> str | None:
+        import importlib.util
+
+        return None if importlib.util.find_spec("pillow_jxl") else f"needs cjxl/djxl or the JPEG XL Pillow plugin: {self.hint}"
+
+    def encode(self, image: Image.Image, quality: int) -> bytes:
+        import pillow_jxl  # noqa: F401 - registers the JXL format with Pillow
+
+        return super().encode(image, quality)
+
+    def decode(self, data: bytes) -> np.ndarray:
+        import pillow_jxl  # noqa: F401
+
+        return super().decode(data)
+
+
+def make_jxl() -> EvalCodec:
+    """``jxl``: the cjxl/djxl tools where they exist, else the Pillow plugin (its description says which)."""
+    tool = JXLToolCodec()
+    return JXLPillowCodec() if tool.unavailable_reason() else tool
 
 
 # --- our presets ----------------------------------------------------------------------
@@ -194,14 +244,22 @@ class PresetCodec(EvalCodec):
     """One of our presets.  The transform runs once per image; points vary the rest.
 
     Decoding goes through the real stream (``Codec.decompress``), so the rate is the
-    exact file size and the quality is what a user would get.  ``PRESET@TRANSFORM``
-    replaces the preset's transform (``palette-ans@taesd``).
+    exact file size and the quality is what a user would get.  The name is
+    ``PRESET[@TRANSFORM][:KEY=VALUE,...]``: ``@`` replaces the preset's transform
+    (``palette-ans@taesd``), the options go to ``Codec.from_preset`` like ``--option``
+    (``taesd-hyperprior:entropy_coder.refine_z=0``), so one preset can be compared with
+    itself under other encoder settings.  The rate parameter is set by the points instead.
     """
 
-    def __init__(self, preset: str, **runtime: Any) -> None:
-        self.name = preset
-        self.preset, _, transform = preset.partition("@")
+    def __init__(self, spec: str, **runtime: Any) -> None:
+        from ..options import parse_options
+
+        self.name = spec
+        base, _, options = spec.partition(":")
+        self.preset, _, transform = base.partition("@")
+        self.base_name = base  # what --points may name for every option set of this preset
         self.transform_override = transform or None
+        self.options = parse_options(options.split(",")) if options else {}
         self.runtime = {k: v for k, v in runtime.items() if v is not None}
         self._base: Any = None
         self._variants: dict[Any, Any] = {}
@@ -215,6 +273,9 @@ class PresetCodec(EvalCodec):
             return f"unknown preset (presets here: {', '.join(sorted(PRESETS))})"
         try:
             self.rate = rate_parameter_for(self.preset)
+            fixed = [k for k in self.options if self.rate and k.rpartition(".")[2] == self.rate.name]
+            if fixed:
+                raise StageConfigError(f"option {fixed[0]!r} is the rate parameter: give its values with --points {self.name}=V1,V2,...")
             self.default_points = self.rate.sweep if self.rate else (None,)
             self.param_name = self.rate.name if self.rate else "default"  # type: ignore[misc]
             self._base = self._build(None)
@@ -226,12 +287,14 @@ class PresetCodec(EvalCodec):
         except LatentCodecError as exc:
             return f"cannot build it: {exc}"
         self.description = PRESETS[self.preset].description + (f" (transform {self.transform_override})" if self.transform_override else "")
+        if self.options:
+            self.description += "; options " + ", ".join(f"{k}={v!r}" for k, v in self.options.items())
         return None
 
     def _build(self, value: Any) -> Any:
         from ..codec import Codec
 
-        options = dict(self.runtime)
+        options = {**self.runtime, **self.options}
         if self.rate is not None and value is not None:
             options[self.rate.name] = value
         return Codec.from_preset(self.preset, transform=self.transform_override, **options)
@@ -272,8 +335,27 @@ CLASSICAL: dict[str, Callable[[], EvalCodec]] = {
     "jpeg": _pillow("jpeg", "JPEG", "jpg", {"optimize": True}, (1, 100), (5, 10, 20, 35, 50, 75, 90), "install Pillow wheels (pip install pillow), which bundle libjpeg"),
     "webp": _pillow("webp", "WEBP", "webp", {"method": 6}, (0, 100), (0, 10, 25, 50, 75, 90), "install Pillow wheels (pip install pillow), which bundle libwebp"),
     "avif": _pillow("avif", "AVIF", "avif", {}, (0, 100), (0, 15, 30, 50, 70, 85), "pip install 'pillow>=11.3' (its wheels bundle libavif) or the pillow-avif-plugin package"),
-    "jxl": JXLToolCodec,
+    "jxl": make_jxl,
 }
+
+
+def split_codec_list(text: str) -> list[str]:
+    """``--codecs`` -> codec names; a ``KEY=VALUE`` item continues the options of the preset before it.
+
+    >>> split_codec_list("taesd-hyperprior:entropy_coder.refine_z=0,step_search=2, jpeg,webp")
+    ['taesd-hyperprior:entropy_coder.refine_z=0,step_search=2', 'jpeg', 'webp']
+    """
+    names: list[str] = []
+    for item in (t.strip() for t in text.split(",")):
+        if not item:
+            continue
+        if "=" in item and ":" not in item.partition("=")[0]:
+            if not names or ":" not in names[-1]:
+                raise StageConfigError(f"--codecs: {item!r} is an option but follows no PRESET:KEY=VALUE")
+            names[-1] += "," + item
+        else:
+            names.append(item)
+    return names
 
 
 def make_codec(name: str, **runtime: Any) -> EvalCodec:

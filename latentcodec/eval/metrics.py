@@ -20,12 +20,15 @@ import subprocess
 import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
 from .. import registry
 from ..errors import MetricError, PluginLoadError
+
+if TYPE_CHECKING:
+    import torch
 
 GROUP = "latentcodec.metrics"
 
@@ -36,12 +39,17 @@ def _entries() -> dict[str, registry.StageEntry]:
 
 
 class Metric(ABC):
-    """One quality number per image pair."""
+    """One quality number per image pair (or a few from one run of a tool, :attr:`columns`)."""
 
     name: ClassVar[str]
     #: True for PSNR-like metrics, False for distances (Butteraugli, LPIPS, ...).
     higher_is_better: ClassVar[bool] = True
     unit: ClassVar[str] = ""
+    #: The values one measurement gives (CSV and result columns); empty: just :attr:`name`.
+    columns: ClassVar[tuple[str, ...]] = ()
+
+    def column_names(self) -> tuple[str, ...]:
+        return self.columns or (self.name,)
 
     def unavailable_reason(self) -> str | None:
         """None when the metric can run here; otherwise what is missing and how to get it."""
@@ -51,11 +59,23 @@ class Metric(ABC):
     def compute(self, reference: np.ndarray, distorted: np.ndarray) -> float:
         """The metric on two uint8 ``(H, W, 3)`` arrays of equal shape."""
 
-    def __call__(self, reference: np.ndarray, distorted: np.ndarray) -> float:
+    def compute_columns(self, reference: np.ndarray, distorted: np.ndarray) -> dict[str, float | None]:
+        """Every column for one pair; override where one computation gives several."""
+        return {self.name: self.compute(reference, distorted)}
+
+    def _checked(self, reference: np.ndarray, distorted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         reference, distorted = np.asarray(reference), np.asarray(distorted)
         if reference.shape != distorted.shape or reference.ndim != 3 or reference.shape[2] != 3:
             raise MetricError(f"{self.name}: need two (H, W, 3) images of equal shape, got {reference.shape} and {distorted.shape}")
-        return float(self.compute(reference, distorted))
+        return reference, distorted
+
+    def __call__(self, reference: np.ndarray, distorted: np.ndarray) -> float:
+        return float(self.compute(*self._checked(reference, distorted)))
+
+    def measure(self, reference: np.ndarray, distorted: np.ndarray) -> dict[str, float | None]:
+        """:meth:`compute_columns` on checked inputs, as floats (None where a value is missing)."""
+        values = self.compute_columns(*self._checked(reference, distorted))
+        return {k: None if v is None else float(v) for k, v in values.items()}
 
 
 def _psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
@@ -95,23 +115,20 @@ MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
 
 class MSSSIM(Metric):
-    """MS-SSIM (pytorch_msssim, 11x11 Gaussian window, data range 255).
+    """MS-SSIM (Wang et al. 2003: 11x11 Gaussian window, sigma 1.5, data range 255, 5 scales).
 
-    Five scales need a shorter side above 160 pixels; smaller images use as many scales
-    as fit, with the standard weights renormalised, so crops still get a number.
+    Our own few lines rather than pytorch_msssim's private ``_ssim``: the same operations in
+    the same order (float32, separable 'valid' filtering, ``relu`` of every factor), so
+    values equal its ``ms_ssim`` loop to float precision.  Five scales need a shorter side
+    above 160 pixels; smaller images use as many scales as fit, with the standard weights
+    renormalised, so crops still get a number.
     """
 
     name = "ms-ssim"
 
-    def unavailable_reason(self) -> str | None:
-        import importlib.util
-
-        return None if importlib.util.find_spec("pytorch_msssim") else "needs pytorch-msssim (pip install pytorch-msssim)"
-
     def compute(self, reference: np.ndarray, distorted: np.ndarray) -> float:
         import torch
         import torch.nn.functional as F
-        from pytorch_msssim.ssim import _fspecial_gauss_1d, _ssim
 
         side = min(reference.shape[:2])
         if side <= 10:
@@ -125,13 +142,11 @@ class MSSSIM(Metric):
         def t(a: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.array(a, dtype=np.float32)).permute(2, 0, 1)[None]
 
-        # pytorch_msssim's ms_ssim loop, with a variable number of scales.
         x, y = t(reference), t(distorted)
-        win = _fspecial_gauss_1d(11, 1.5).repeat([3, 1, 1, 1])
         mcs = []
         with torch.inference_mode():
             for i in range(levels):
-                ssim_per_channel, cs = _ssim(x, y, win=win, data_range=255, size_average=False, K=(0.01, 0.03))
+                ssim_per_channel, cs = ssim_and_contrast(x, y)
                 if i < levels - 1:
                     mcs.append(torch.relu(cs))
                     padding = [s % 2 for s in x.shape[2:]]
@@ -139,6 +154,30 @@ class MSSSIM(Metric):
                     y = F.avg_pool2d(y, kernel_size=2, padding=padding)
             stack = torch.stack(mcs + [torch.relu(ssim_per_channel)], dim=0)
             return float(torch.prod(stack ** weights.view(-1, 1, 1), dim=0).mean())
+
+
+def ssim_and_contrast(x: torch.Tensor, y: torch.Tensor, data_range: float = 255.0, size: int = 11, sigma: float = 1.5) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean SSIM and contrast-structure term per channel of ``(N, C, H, W)`` float images (no padding)."""
+    import torch
+    import torch.nn.functional as F
+
+    coords = torch.arange(size, dtype=torch.float32) - size // 2
+    g = torch.exp(-(coords**2) / (2 * sigma**2))
+    win = (g / g.sum()).view(1, 1, 1, size).repeat(x.shape[1], 1, 1, 1)
+
+    def blur(a: torch.Tensor) -> torch.Tensor:  # separable: along H, then along W
+        a = F.conv2d(a, win.transpose(2, 3), groups=a.shape[1])
+        return F.conv2d(a, win, groups=a.shape[1])
+
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    mu1, mu2 = blur(x), blur(y)
+    mu1_sq, mu2_sq, mu1_mu2 = mu1.pow(2), mu2.pow(2), mu1 * mu2
+    sigma1_sq = blur(x * x) - mu1_sq
+    sigma2_sq = blur(y * y) - mu2_sq
+    sigma12 = blur(x * y) - mu1_mu2
+    cs_map = (2 * sigma12 + c2) / (sigma1_sq + sigma2_sq + c2)
+    ssim_map = ((2 * mu1_mu2 + c1) / (mu1_sq + mu2_sq + c1)) * cs_map
+    return torch.flatten(ssim_map, 2).mean(-1), torch.flatten(cs_map, 2).mean(-1)
 
 
 class _ToolMetric(Metric):
@@ -175,14 +214,26 @@ class _ToolMetric(Metric):
 
 
 class Butteraugli(_ToolMetric):
-    """Butteraugli maximum distance (``butteraugli_main``'s first line); lower is better."""
+    """Butteraugli (``butteraugli_main``): the maximum distance and the 3-norm; lower is better.
+
+    The tool prints the maximum on its first line and, since libjxl 0.7, ``3-norm: X`` on the
+    next; the 3-norm (what JPEG XL papers compare) is None where the tool does not print it.
+    """
 
     name = "butteraugli"
     tool = "butteraugli_main"
     higher_is_better = False
+    columns = ("butteraugli", "butteraugli-3norm")
 
     def compute(self, reference: np.ndarray, distorted: np.ndarray) -> float:
         return self.first_float(self.run_tool(reference, distorted).splitlines()[0], self.tool)
+
+    def compute_columns(self, reference: np.ndarray, distorted: np.ndarray) -> dict[str, float | None]:
+        import re
+
+        text = self.run_tool(reference, distorted)
+        norm = re.search(r"^3-norm:\s*(\S+)", text, re.MULTILINE)
+        return {"butteraugli": self.first_float(text.splitlines()[0], self.tool), "butteraugli-3norm": float(norm.group(1)) if norm else None}
 
 
 class SSIMULACRA(_ToolMetric):
@@ -269,8 +320,8 @@ class DISTS(Metric):
 
 #: Run when no metrics are named: cheap, in-process, always available.
 DEFAULT_METRICS = ("psnr-rgb", "psnr-y", "ms-ssim")
-#: ``all`` adds these (external tools, learned metrics: seconds per image on a CPU).
-EXTRA_METRICS = ("butteraugli", "ssimulacra", "lpips", "dists")
+#: ``all`` adds these (external tools, perceptual and learned metrics: seconds per image on a CPU).
+EXTRA_METRICS = ("ssimulacra2", "butteraugli", "cvvdp", "ssimulacra", "lpips", "dists")
 
 
 def available_names() -> list[str]:

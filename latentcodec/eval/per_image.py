@@ -150,9 +150,9 @@ class ImageEvaluator:
         }
         for metric in self.metrics:
             try:
-                row[metric.name] = metric(ref, enc.decoded)
+                row.update(metric.measure(ref, enc.decoded))
             except Exception as exc:  # noqa: BLE001 - one metric failing must not lose the row
-                row[metric.name] = None
+                row.update(dict.fromkeys(metric.column_names()))
                 result.failures.append(f"{metric.name} on {codec.name} / {path.name} @ {point}: {type(exc).__name__}: {exc}")
         result.rows.append(row)
         return time.perf_counter() - t0

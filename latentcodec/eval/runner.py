@@ -71,8 +71,10 @@ class EvalReport:
 
 
 def _points_for(codec: EvalCodec, points: int | Mapping[str, Sequence[Any]] | None) -> list[Any]:
+    """The codec's points: by its full name, else (``PRESET:OPTIONS``) by its preset's name."""
     if isinstance(points, Mapping):
-        return select_points(codec, points.get(codec.name))
+        base = getattr(codec, "base_name", None)
+        return select_points(codec, points.get(codec.name, points.get(base) if base else None))
     return select_points(codec, points)
 
 
@@ -180,13 +182,14 @@ class EvalPlan:
 
     @property
     def metric_names(self) -> list[str]:
-        return [m.name for m in self.metrics]
+        """The metric columns (a metric may give several, e.g. Butteraugli's max and 3-norm)."""
+        return [c for m in self.metrics for c in m.column_names()]
 
     @property
     def spec(self) -> EvalSpec:
         """The picklable per-image description a worker rebuilds an :class:`ImageEvaluator` from."""
         return EvalSpec(
-            codecs=tuple(c.name for c in self.codecs), points=self.points, metrics=tuple(self.metric_names),
+            codecs=tuple(c.name for c in self.codecs), points=self.points, metrics=tuple(m.name for m in self.metrics),
             runtime=dict(self.settings.runtime), reference=self.reference.name if self.reference else None,
         )
 
@@ -318,8 +321,8 @@ def write_outputs(out: Path, results: Mapping[str, Any], rows: list[dict[str, An
     return files
 
 
-def format_report(report: EvalReport, max_lines: int = 20) -> str:
-    """The human summary the CLI prints: curves, BD-rates, notices, failures, files."""
+def format_report(report: EvalReport, max_lines: int | None = 20) -> str:
+    """The human summary the CLI prints: curves, BD-rates, notices, failures (``max_lines`` of them; None: all), files."""
     lines = []
     for name, result in report.results.items():
         r = result["results"]
@@ -338,7 +341,7 @@ def format_report(report: EvalReport, max_lines: int = 20) -> str:
     if report.failures:
         lines.append(f"{len(report.failures)} failure(s):")
         lines += [f"  {f}" for f in report.failures[:max_lines]]
-        if len(report.failures) > max_lines:
+        if max_lines is not None and len(report.failures) > max_lines:
             lines.append(f"  ... and {len(report.failures) - max_lines} more (see eval.json)")
     lines.append(f"wrote {len(report.files)} files to {report.out} in {report.seconds:.1f} s")
     return "\n".join(lines)
