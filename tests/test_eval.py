@@ -13,7 +13,9 @@ from PIL import Image
 from latentcodec.cli import main
 from latentcodec.eval import codecs as eval_codecs
 from latentcodec.eval import metrics as eval_metrics
-from latentcodec.eval.codecs import JXLToolCodec, PresetCodec, make_codec, rate_parameter_for, select_points
+from latentcodec.errors import StageConfigError
+from latentcodec.eval.cli import parse_points
+from latentcodec.eval.codecs import JXLToolCodec, PresetCodec, make_codec, rate_parameter_for, select_points, split_codec_list
 from latentcodec.eval.metrics import MSSSIM, PSNRRGB, PSNRY, MetricError, load_metrics
 from latentcodec.eval.runner import EvalSettings, evaluate
 
@@ -129,6 +131,48 @@ def test_preset_points_share_one_latent_and_decode_exactly(crops: Path, taesd_di
     variant = codec.variant(0.25)
     assert isinstance(variant, Codec) and variant.quantizer.step == 0.25 and variant.transform is codec.variant(1.0).transform
     assert len(variant.compress(Image.fromarray(ref))) == fine.num_bytes
+
+
+def test_codec_list_and_points_name_preset_options() -> None:
+    assert split_codec_list("taesd-hyperprior:entropy_coder.refine_z=0,quantizer.clip=4, jpeg,,webp") == [
+        "taesd-hyperprior:entropy_coder.refine_z=0,quantizer.clip=4", "jpeg", "webp",
+    ]
+    with pytest.raises(StageConfigError, match="follows no PRESET"):
+        split_codec_list("jpeg,refine_z=0")
+    assert parse_points(["taesd-hyperprior:entropy_coder.refine_z=0=0.5,1.0", "jpeg=10"]) == {
+        "taesd-hyperprior:entropy_coder.refine_z=0": [0.5, 1.0], "jpeg": [10],
+    }
+    with pytest.raises(StageConfigError):
+        parse_points(["jpeg=10", "webp"])
+
+
+def test_preset_options_reach_from_preset(crops: Path, taesd_dir: Path) -> None:
+    runtime = {"model": str(taesd_dir), "device": "cpu"}
+    default = PresetCodec("taesd-hyperprior", **runtime)
+    plain = PresetCodec("taesd-hyperprior:entropy_coder.refine_z=0", **runtime)
+    assert default.unavailable_reason() is None and plain.unavailable_reason() is None
+    assert plain.preset == "taesd-hyperprior" and plain.base_name == "taesd-hyperprior" and "refine_z=0" in plain.description
+    assert default.variant(0.5).entropy_coder.refine_z == 30 and plain.variant(0.5).entropy_coder.refine_z == 0
+    ref = _array(crops / "b.png")
+    [refined], [unrefined] = default.encode_points(ref, [0.5]), plain.encode_points(ref, [0.5])
+    assert np.array_equal(refined.decoded, unrefined.decoded)  # refine_z only recodes the hyper-latent
+    assert refined.num_bytes <= unrefined.num_bytes  # and keeps the refined z only when it is smaller
+    assert "option 'no_such_option'" in (PresetCodec("taesd-ans:no_such_option=1", **runtime).unavailable_reason() or "")
+    assert "--points taesd-ans:step=0.3=" in (PresetCodec("taesd-ans:step=0.3", **runtime).unavailable_reason() or "")
+
+
+def test_eval_cli_shares_the_common_flags() -> None:
+    from latentcodec.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["eval", "d", "--out", "o", "--device", "cuda:1", "--no-progress", "-vv"])
+    assert args.device == "cuda:1" and args.quiet and args.verbose == 2
+    assert parser.parse_args(["eval", "d", "--out", "o", "--quiet"]).quiet
+    assert not parser.parse_args(["eval", "d", "--out", "o"]).quiet
+    with pytest.raises(SystemExit):
+        parser.parse_args(["eval", "d", "--out", "o", "--device", "gpu"])
+    eval_parser = parser._subparsers._group_actions[0].choices["eval"]  # type: ignore[union-attr]
+    assert "--no-progress" not in eval_parser.format_help() and "--quiet" in eval_parser.format_help()
 
 
 # --- the whole evaluation -------------------------------------------------------------
