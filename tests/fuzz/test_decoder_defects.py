@@ -230,3 +230,19 @@ def test_uniform_step_at_the_lower_bound_survives_the_wire() -> None:
     assert back.step == q.step
     with pytest.raises(LatentCodecError):
         UniformQuantizer.from_config(UniformQuantizer.config_from_wire(struct.pack("<f", 9.9e-5)))
+
+
+def test_prior_with_weights_too_large_for_exact_float64_is_refused(hyperprior: ANSHyperpriorCoder) -> None:
+    """SPEC 3.6: a layer whose sum |W| * 2^24 reaches 2^53 could round in float64."""
+    import dataclasses
+
+    from latentcodec.entropy.hyperprior.model import HyperpriorModel
+    from latentcodec.errors import ModelError
+
+    prior = hyperprior.prior_file
+    HyperpriorModel(prior)  # the shipped file passes
+    w = prior["hs1_w"].astype(np.int64).copy()
+    w[0] = 1 << 22  # sum |W| of output 0 = 24 * 9 * 2^22 > 2^29: times 2^24 > 2^53
+    bad = dataclasses.replace(prior, arrays={**prior.arrays, "hs1_w": w})
+    with pytest.raises(ModelError, match="exact"):
+        HyperpriorModel(bad)

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import CorruptStreamError, StageConfigError
+from ...errors import CorruptStreamError, ModelError, StageConfigError
 from ..priors import Prior, TableSet
 from .context import phase_map
 from .synthesis import NUM_SCALES, IntHyperSynthesis, indices
@@ -42,6 +42,11 @@ class HyperpriorModel:
             if sorted(order) != list(range(self.channels)) or int(ctx["phases"]) not in PHASE_COUNTS:
                 raise StageConfigError(f"{prior.path.name}: bad context (order {order}, phases {ctx['phases']})")
             self.context = IntContext(prior, self.channels, int(ctx["phases"]), order, bool(ctx.get("all_hyper", False)))
+        # SPEC 3.6: with inputs within 2^24, every partial sum of an output is at most
+        # sum |W| * 2^24; below 2^53 float64 products are exact in any order
+        weights = [w for w, *_ in self.synthesis.layers] + [w for net in (self.context.nets if self.context else []) for w, _b, _s in net]
+        if any(int(np.abs(w).sum(axis=(1, 2, 3)).max(initial=0)) << 24 >= 1 << 53 for w in weights):
+            raise ModelError(f"{prior.path.name}: integer network weights too large for exact float64 convolutions")
 
     def analysis(self, y: np.ndarray, device: str, dtype: str):  # type: ignore[no-untyped-def]
         """The hyper-analysis output before rounding: a ``(1, Cz, hz, wz)`` tensor on ``device``."""
