@@ -19,8 +19,8 @@ import pytest
 from . import corpus, fuzz_decode
 
 HERE = Path(__file__).resolve().parent
-#: Deterministic random mutations in the short run (about 10 s on a 2-core CI machine).
-SHORT_MUTATIONS = 1500
+#: Deterministic random mutations in the short run (about 10 s on a loaded 2-core machine).
+SHORT_MUTATIONS = 3000
 #: Coverage-guided executions of the short atheris run.
 SHORT_ATHERIS_RUNS = 2000
 
@@ -68,14 +68,16 @@ def test_short_mutation_run(seeds: dict[str, bytes]) -> None:
     assert ran >= min(SHORT_MUTATIONS, 200)
 
 
-def test_short_atheris_run(tmp_path: Path) -> None:
+def test_short_atheris_run(tmp_path: Path, seeds: dict[str, bytes]) -> None:
     """A short coverage-guided run (fixed seed) in its own process, memory-limited."""
     pytest.importorskip("atheris")
-    seeds = tmp_path / "seeds"
-    corpus.main([str(seeds)])
+    seed_dir = tmp_path / "seeds"
+    seed_dir.mkdir()
+    for name, data in {**seeds, **corpus.regression_inputs()}.items():
+        (seed_dir / name).write_bytes(data)
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
     env.pop("LC_FUZZ_FINDINGS", None)
-    cmd = [sys.executable, str(HERE / "fuzz_decode.py"), f"-atheris_runs={SHORT_ATHERIS_RUNS}", "-seed=1", "-timeout=60", "-max_len=4096", str(seeds)]
+    cmd = [sys.executable, str(HERE / "fuzz_decode.py"), f"-atheris_runs={SHORT_ATHERIS_RUNS}", "-seed=1", "-timeout=60", "-max_len=4096", str(seed_dir)]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
     tail = (proc.stdout + proc.stderr)[-3000:]
     assert proc.returncode == 0, tail
