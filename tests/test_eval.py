@@ -217,21 +217,113 @@ def test_sweep_writes_compressai_json_csv_and_plots(sweep) -> None:  # type: ign
     assert any("broken.png" in f for f in report.failures)  # reported, and the others ran
 
 
-def test_size_matched_never_exceeds_our_file(crops: Path, taesd_dir: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def matched(crops: Path, taesd_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A size-matched run at two of our steps, keeping the decoded images (--save-images)."""
+    out = tmp_path_factory.mktemp("matched")
     report = evaluate(
         EvalSettings(
-            dataset=crops, codecs=["taesd-ans", "jpeg", "webp"], out=tmp_path,
+            dataset=crops, codecs=["taesd-ans", "jpeg", "webp", "avif"], out=out,
             runtime={"model": str(taesd_dir), "device": "cpu"}, points={"taesd-ans": [0.3, 0.15]},
-            size_matched=True, metrics=["psnr-rgb"], progress=False,
+            size_matched=True, metrics=["psnr-rgb"], progress=False, save_images=out / "img",
         )
     )
+    return report, out
+
+
+def test_size_matched_never_exceeds_our_file(matched) -> None:  # type: ignore[no-untyped-def]
+    report, _ = matched
     ours = {(r["image"], r["point"]): r["bytes"] for r in report.rows if r["codec"] == "taesd-ans"}
-    matched = [r for r in report.rows if r["codec"] != "taesd-ans"]
+    matched_rows = [r for r in report.rows if r["codec"] != "taesd-ans"]
     missing = [f for f in report.failures if "no quality fits" in f]
-    assert len(matched) + len(missing) == 2 * len(ours) and matched
-    for r in matched:
+    assert len(matched_rows) + len(missing) == 3 * len(ours) and matched_rows
+    for r in matched_rows:
         assert r["target_bytes"] == ours[(r["image"], r["point"])]
         assert r["bytes"] <= r["target_bytes"]
+
+
+def test_size_matched_table_counts_every_image_and_names_winners(matched) -> None:  # type: ignore[no-untyped-def]
+    report, out = matched
+    table = json.loads((out / "size_matched.json").read_text())
+    assert table == json.loads(json.dumps(report.size_matched, default=str)) and table["reference"] == "taesd-ans"
+    assert [t["point"] for t in table["points"]] == [0.3, 0.15]
+    missing = [f for f in report.failures if "no quality fits" in f]
+    for t in table["points"]:
+        rows = [r for r in report.rows if r["point"] == t["point"]]
+        assert set(t["codecs"]) == {"taesd-ans", "jpeg", "webp", "avif"} and t["images"] == 2
+        for name, e in t["codecs"].items():
+            mine = [r for r in rows if r["codec"] == name]
+            assert e["images"] == len(mine) and e["images"] + e["too_large"] + e["failed"] == e["of"] == 2
+            assert e["too_large"] == sum(f.startswith(f"{name} / ") and f"@ {t['point']}:" in f for f in missing)
+            if mine:
+                assert e["metrics"]["psnr-rgb"] == pytest.approx(np.mean([r["psnr-rgb"] for r in mine]))
+        complete = {n: e["metrics"]["psnr-rgb"] for n, e in t["codecs"].items() if e["images"] == 2}
+        assert t["winner"]["psnr-rgb"] == [max(complete, key=complete.get)]  # type: ignore[arg-type]
+    md = (out / "size_matched.md").read_text()
+    assert md.count("| winner |") == 2 and "`webp`" in md and "| `taesd-ans` | 2/2 |" in md
+
+
+def test_save_images_keeps_every_point_and_draws_a_sheet_per_image(matched, crops: Path) -> None:  # type: ignore[no-untyped-def]
+    from latentcodec.eval.sheet import BACKGROUND, BORDER
+
+    report, out = matched
+    for row in report.rows:  # every decoded point, named by codec, parameter and bytes, is the measured image
+        png = Path(row["decoded_png"])
+        assert png.parent == out / "img" / Path(row["image"]).stem and f"_{row['bytes']}B" in png.name
+        assert PSNRRGB()(_array(crops / row["image"]), _array(png)) == pytest.approx(row["psnr-rgb"])
+    assert "decoded_png" in next(csv.DictReader((out / "per_image.csv").open()))
+    for image in ("a", "b"):
+        sheet = Image.open(out / "img" / f"{image}.sheet.png").convert("RGB")
+        layout = json.loads((out / "img" / f"{image}.sheet.json").read_text())
+        assert list(sheet.size) == layout["sheet_size"]
+        assert [len(r["panels"]) for r in layout["rows"]] == [5, 5]  # two points x (original + 4 codecs)
+        pw, ph = layout["panel_size"]
+        pixels = np.asarray(sheet)
+        original = _array(crops / f"{image}.png")
+        cx, cy, cw, ch = layout["crop"]
+        assert 0 <= cx and cx + cw <= original.shape[1] and 0 <= cy and cy + ch <= original.shape[0]
+        for row_layout, point in zip(layout["rows"], (0.3, 0.15)):
+            titles = [p["title"] for p in row_layout["panels"]]
+            assert titles == ["original", "taesd-ans", "jpeg", "webp", "avif"] and str(point) in row_layout["label"]
+            for panel in row_layout["panels"]:
+                x, y, w, h = panel["box"]
+                assert (w, h) == (pw, ph)
+                for px, py in ((x, y), (x + w - 1, y + h - 1), (x + w // 2, y), (x, y + h // 2)):
+                    assert tuple(pixels[py, px]) == BORDER  # the panel's frame
+                assert tuple(pixels[y + h // 2, x - 1]) == BACKGROUND  # and the margin beside it
+            ox, oy = row_layout["panels"][0]["box"][:2]
+            zx, zy = layout["zoom"]["offset"]
+            assert tuple(pixels[oy + zy, ox + zx]) == tuple(original[cy, cx])  # the zoom starts at the crop
+            ours = row_layout["panels"][1]
+            for panel in row_layout["panels"][2:]:
+                assert panel.get("bytes") is None or panel["bytes"] <= ours["bytes"]
+
+
+def test_size_matched_summary_rules() -> None:
+    from latentcodec.eval.size_matched import summarize, to_markdown
+
+    def row(codec: str, image: str, psnr: float, dist: float, nbytes: int = 100) -> dict:
+        return {"codec": codec, "image": image, "point": 0.5, "bytes": nbytes, "bpp": nbytes / 100, "target_bytes": None, "psnr": psnr, "dist": dist}
+
+    rows = [
+        row("ours", "1", 30, 2.0), row("ours", "2", 20, 4.0), row("ours", "3", 25, 3.0),
+        row("ours:fast", "1", 30, 2.0, 120), row("ours:fast", "2", 20, 4.0, 120), row("ours:fast", "3", 25, 3.0, 120),
+        row("avif", "1", 31, 1.5), row("avif", "2", 21, 3.5), row("avif", "3", 24, 3.6),
+        row("jpeg", "1", 40, 0.5), row("jpeg", "3", 35, 1.0),  # best on average, but it could not make image 2
+    ]
+    unmatched = [{"codec": "jpeg", "image": "2", "point": 0.5, "target_bytes": 100}]
+    table = summarize(rows, unmatched, "ours", "step", ["ours:fast"], ["jpeg", "avif", "webp"], {"psnr": True, "dist": False})
+    [t] = table["points"]
+    jpeg, avif, ours, webp = (t["codecs"][n] for n in ("jpeg", "avif", "ours", "webp"))
+    assert (jpeg["images"], jpeg["too_large"], jpeg["failed"]) == (2, 1, 0)
+    assert (webp["images"], webp["too_large"], webp["failed"]) == (0, 0, 3)  # ran on none: counted, not dropped
+    assert t["winner"] == {"psnr": ["avif"], "dist": ["avif"]}  # jpeg is incomplete, webp absent
+    assert ours["gap_to_avif"]["psnr"] == pytest.approx(((30 - 31) + (20 - 21) + (25 - 24)) / 3)
+    assert jpeg["gap_to_avif"]["psnr"] == pytest.approx(((40 - 31) + (35 - 24)) / 2) and jpeg["gap_images"] == 2  # paired
+    assert t["codecs"]["ours:fast"]["bpp"] == pytest.approx(1.2) and "gap_to_avif" not in avif
+    md = to_markdown(table)
+    assert "| `jpeg` | 2/3 (1 too large) |" in md and "| `webp` | 0/3 (3 failed) |" in md
+    assert "| winner | | | `avif` | `avif` |" in md and "**24.67**" not in md and "**25.33**" in md
 
 
 def test_cli_eval_and_errors(crops: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

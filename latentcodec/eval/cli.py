@@ -33,6 +33,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     e.add_argument("--threads", type=int, help="torch threads (default: the idle cores, at least 1)")
     e.add_argument("--model", help="transform weights for our presets (e.g. ../shared/models/taesd)")
     add_device(e)
+    e.add_argument(
+        "--save-images", metavar="DIR",
+        help="keep every decoded point (DIR/IMAGE/CODEC_PARAM_BYTES.png) and write a comparison sheet per image (DIR/IMAGE.sheet.png)",
+    )
     e.add_argument("--force", action="store_true", help="overwrite an existing evaluation in --out")
     return e
 
@@ -79,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         force=args.force,
         progress=not args.quiet,
         threads=args.threads,
+        save_images=args.save_images,
     )
     report = evaluate(settings)
     print(format_report(report, max_lines=None if args.verbose else 20))

@@ -9,14 +9,19 @@ measures every metric and returns an :class:`ImageResult`.  Calls share no mutab
 values), so images can run in any order, process or machine, and :func:`merge` puts the
 results back in image order exactly as a serial run produces them::
 
-    spec = plan.spec                               # EvalSpec: picklable, no models
-    evaluator = ImageEvaluator.from_spec(spec)     # once per worker: loads the models
-    result = evaluator(path)                       # ImageResult(image, rows, failures, timing)
-    rows, failures, timing = merge([result, ...], spec.codecs)   # results in image order
-    report = runner.finish(plan, images, rows, failures, timing, start)  # JSON, CSV, plots, BD
+    plan = runner.plan_evaluation(settings)        # on the driver: images, codecs, notices
+    evaluator = ImageEvaluator.from_spec(plan.spec)  # once per worker: EvalSpec pickles, loads the models
+    result = evaluator(path)                       # ImageResult for one image
+    merged = merge([result, ...], plan.spec.codecs)  # the ImageResults in image order
+    report = runner.finish(plan, merged, threads=n, start=t0)  # JSON, CSV, plots, BD-rates, tables
 
-One instance must not be called from two threads at once (torch modules are not
-re-entrant); make one per worker.
+An :class:`ImageResult` holds plain data only (rows are dicts of str, int, float, None;
+timings; the (codec, point) pairs that no file fitted; paths written), so it pickles back
+to the driver.  With ``EvalSpec.save_images`` the worker itself writes that image's
+decoded PNGs and comparison sheet (:mod:`.sheet`) under that folder, which must then be
+shared storage; file names depend only on the image, codec and point, so workers never
+collide.  One instance must not be called from two threads at once (torch modules are
+not re-entrant); make one per worker.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
+from PIL import Image
 
 from ..errors import EvalError
 from .codecs import ClassicalCodec, Encoded, EvalCodec, PresetCodec, make_codec
@@ -50,28 +56,34 @@ class EvalSpec:
     metrics: tuple[str, ...]
     runtime: Mapping[str, Any] = field(default_factory=dict)
     reference: str | None = None
+    save_images: str | None = None  # folder for decoded PNGs and comparison sheets
 
 
 @dataclass
 class ImageResult:
-    """One image's outcome: its CSV rows, failure lines and seconds per codec."""
+    """One image's outcome (or, from :func:`merge`, all of them): rows, failures, seconds per codec."""
 
     image: str
     rows: list[dict[str, Any]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     timing: dict[str, dict[str, float]] = field(default_factory=dict)  # codec -> coding_s, metrics_s
+    #: Size-matched points no quality of a codec fitted: {"codec", "image", "point", "target_bytes"}.
+    unmatched: list[dict[str, Any]] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)  # decoded PNGs and sheets written (--save-images)
 
 
 class ImageEvaluator:
     """Every codec at every point on one image per call; see the module docstring."""
 
     def __init__(
-        self, codecs: Sequence[EvalCodec], metrics: Sequence[Metric], points: Mapping[str, Sequence[Any]], reference: PresetCodec | None = None
+        self, codecs: Sequence[EvalCodec], metrics: Sequence[Metric], points: Mapping[str, Sequence[Any]],
+        reference: PresetCodec | None = None, save_images: str | Path | None = None,
     ) -> None:
         self.codecs = list(codecs)
         self.metrics = list(metrics)
         self.points = {name: list(values) for name, values in points.items()}
         self.reference = reference
+        self.save_images = Path(save_images) if save_images is not None else None
 
     @classmethod
     def from_spec(cls, spec: EvalSpec) -> "ImageEvaluator":
@@ -89,7 +101,7 @@ class ImageEvaluator:
         reference = next((c for c in codecs if c.name == spec.reference), None) if spec.reference else None
         if spec.reference and not isinstance(reference, PresetCodec):
             raise EvalError(f"size-matched reference {spec.reference!r} is not one of our presets in {spec.codecs}")
-        return cls(codecs, metrics, spec.points, reference)
+        return cls(codecs, metrics, spec.points, reference, spec.save_images)
 
     def __call__(self, path: str | Path, progress: Progress | None = None) -> ImageResult:
         from ..imageio import open_image
@@ -104,20 +116,25 @@ class ImageEvaluator:
                 progress(len(self.codecs), path.name)
             return result
         targets: dict[Any, int] = {}  # reference point -> its file size for this image
+        decoded: list[tuple[dict[str, Any], np.ndarray]] | None = [] if self.save_images else None
         for codec in self.codecs:
             label = f"{path.name} {codec.name}"
             if progress:
                 progress(0, label)
             t0 = time.perf_counter()
-            metrics_s = self._run_codec(codec, path, ref, targets, result)
+            metrics_s = self._run_codec(codec, path, ref, targets, result, decoded)
             timing = result.timing[codec.name]
             timing["metrics_s"] += metrics_s
             timing["coding_s"] += time.perf_counter() - t0 - metrics_s
             if progress:
                 progress(1, label)
+        if decoded is not None:
+            self._write_sheet(path, ref, decoded, result)
         return result
 
-    def _run_codec(self, codec: EvalCodec, path: Path, ref: np.ndarray, targets: dict[Any, int], result: ImageResult) -> float:
+    def _run_codec(
+        self, codec: EvalCodec, path: Path, ref: np.ndarray, targets: dict[Any, int], result: ImageResult, decoded: list[Any] | None
+    ) -> float:
         """All points of one codec on one image -> seconds spent in metrics."""
         metrics_s = 0.0
         try:
@@ -128,19 +145,22 @@ class ImageEvaluator:
                     enc = codec.size_matched(ref, budget)
                     if enc is None:
                         result.failures.append(f"{codec.name} / {path.name} @ {point}: no quality fits in {budget} bytes")
+                        result.unmatched.append({"codec": codec.name, "image": path.name, "point": point, "target_bytes": budget})
                         continue
-                    metrics_s += self._measure(codec, path, ref, enc, point, budget, result)
+                    metrics_s += self._measure(codec, path, ref, enc, point, budget, result, decoded)
             else:
                 for enc in codec.encode_points(ref, self.points[codec.name]):
                     if codec is self.reference:
                         targets[enc.param] = enc.num_bytes
-                    metrics_s += self._measure(codec, path, ref, enc, enc.param, None, result)
+                    metrics_s += self._measure(codec, path, ref, enc, enc.param, None, result, decoded)
         except Exception as exc:  # noqa: BLE001 - continue past a failing image
             result.failures.append(f"{codec.name} / {path.name}: {type(exc).__name__}: {exc}")
         return metrics_s
 
-    def _measure(self, codec: EvalCodec, path: Path, ref: np.ndarray, enc: Encoded, point: Any, target: int | None, result: ImageResult) -> float:
-        """One CSV row: size and every metric of one decoded point -> seconds it took."""
+    def _measure(
+        self, codec: EvalCodec, path: Path, ref: np.ndarray, enc: Encoded, point: Any, target: int | None, result: ImageResult, decoded: list[Any] | None
+    ) -> float:
+        """One CSV row: size and every metric of one decoded point (kept in ``decoded``) -> seconds it took."""
         t0 = time.perf_counter()
         height, width = ref.shape[:2]
         row: dict[str, Any] = {
@@ -154,20 +174,61 @@ class ImageEvaluator:
             except Exception as exc:  # noqa: BLE001 - one metric failing must not lose the row
                 row.update(dict.fromkeys(metric.column_names()))
                 result.failures.append(f"{metric.name} on {codec.name} / {path.name} @ {point}: {type(exc).__name__}: {exc}")
+        if decoded is not None and self.save_images is not None:
+            file = self.save_images / path.stem / decoded_name(codec, enc, point, target, self.reference)
+            file.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(enc.decoded, "RGB").save(file, compress_level=6)
+            row["decoded_png"] = str(file)
+            result.files.append(str(file))
+            decoded.append((row, enc.decoded))
         result.rows.append(row)
         return time.perf_counter() - t0
 
+    def _write_sheet(self, path: Path, ref: np.ndarray, decoded: list[tuple[dict[str, Any], np.ndarray]], result: ImageResult) -> None:
+        """The image's comparison sheet (:mod:`.sheet`) and its JSON layout, beside its folder of PNGs."""
+        from .sheet import comparison_rows, draw_sheet
 
-def merge(results: Sequence[ImageResult], codecs: Sequence[str]) -> tuple[list[dict[str, Any]], list[str], dict[str, dict[str, float]]]:
-    """Rows, failures and summed timings of per-image results (pass them in image order)."""
-    rows: list[dict[str, Any]] = []
-    failures: list[str] = []
-    timing = {name: {"coding_s": 0.0, "metrics_s": 0.0} for name in codecs}
+        assert self.save_images is not None
+        reference = self.reference or (self.codecs[0] if self.codecs else None)
+        if reference is None:
+            return
+        size_matched = [c.name for c in self.codecs if isinstance(c, ClassicalCodec) and self.reference is not None]
+        unmatched = {(u["codec"], u["point"]) for u in result.unmatched}
+        columns = [c for m in self.metrics for c in m.column_names()]
+        params = {c.name: c.param_name for c in self.codecs}
+        rows = comparison_rows(ref, decoded, reference.name, [c.name for c in self.codecs], params, size_matched, unmatched, columns)
+        if not rows:
+            return
+        sheet = self.save_images / f"{path.stem}.sheet.png"
+        try:
+            draw_sheet(ref, rows, sheet)
+        except Exception as exc:  # noqa: BLE001 - a drawing problem must not lose the numbers
+            result.failures.append(f"{path.name}: comparison sheet: {type(exc).__name__}: {exc}")
+            return
+        result.files += [str(sheet), str(sheet.with_suffix(".json"))]
+
+
+def decoded_name(codec: EvalCodec, enc: Encoded, point: Any, target: int | None, reference: EvalCodec | None) -> str:
+    """``jpeg_quality23_5987B_for-step0.5.png``: codec, its parameter, bytes, and the size-matched point."""
+    name = f"{codec.name}_{codec.param_name}{enc.param}_{enc.num_bytes}B"
+    if target is not None and reference is not None:
+        name += f"_for-{reference.param_name}{point}"
+    return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in name) + ".png"
+
+
+def merge(results: Sequence[ImageResult], codecs: Sequence[str]) -> ImageResult:
+    """All images' results as one: rows, failures, unmatched points and files concatenated, timings summed.
+
+    Pass them in image order to get exactly a serial run's CSV and JSON.
+    """
+    merged = ImageResult("", timing={name: {"coding_s": 0.0, "metrics_s": 0.0} for name in codecs})
     for r in results:
-        rows += r.rows
-        failures += r.failures
+        merged.rows += r.rows
+        merged.failures += r.failures
+        merged.unmatched += r.unmatched
+        merged.files += r.files
         for name, t in r.timing.items():
             for key, seconds in t.items():
-                timing.setdefault(name, {}).setdefault(key, 0.0)
-                timing[name][key] += seconds
-    return rows, failures, timing
+                merged.timing.setdefault(name, {}).setdefault(key, 0.0)
+                merged.timing[name][key] += seconds
+    return merged

@@ -8,7 +8,11 @@ Outputs in ``out/``:
 * ``per_image.csv``: one row per codec, image and point (bytes, bpp, every metric);
 * ``rd-<metric>.png``: all curves for one metric;
 * ``bd_rate.json``: BD-rate (%) of every codec against the anchor, per metric;
-* ``eval.json``: settings, notices (skipped codecs and metrics), failures and timings.
+* ``eval.json``: settings, notices (skipped codecs and metrics), failures and timings;
+* ``size_matched.json`` / ``.md`` (``--size-matched``): per rate point of our preset, every
+  codec on every metric, the winner and the gap to AVIF (:mod:`.size_matched`);
+* with ``save_images``: every decoded point as a PNG and one comparison sheet per image
+  (:mod:`.sheet`); ``per_image.csv`` then names each row's PNG.
 
 A failing image is recorded and the loop goes on; failures are listed at the end.
 
@@ -35,6 +39,7 @@ import numpy as np
 
 from ..errors import OutputExistsError, StageConfigError
 from ..imageio import list_images
+from . import size_matched
 from .bdrate import BDRateError, bd_rate
 from .codecs import ClassicalCodec, EvalCodec, PresetCodec, make_codec, select_points
 from .metrics import Metric, load_metrics
@@ -56,6 +61,7 @@ class EvalSettings:
     force: bool = False
     progress: bool = True
     threads: int | None = None  # torch intra-op threads; None: auto (see choose_threads)
+    save_images: str | Path | None = None  # folder for every decoded point and a comparison sheet per image
 
 
 @dataclass
@@ -68,6 +74,7 @@ class EvalReport:
     files: list[Path]
     seconds: float
     out: Path | None = None
+    size_matched: dict[str, Any] | None = None  # the size-matched table (size_matched.json), in that mode
 
 
 def _points_for(codec: EvalCodec, points: int | Mapping[str, Sequence[Any]] | None) -> list[Any]:
@@ -161,8 +168,7 @@ def evaluate(settings: EvalSettings) -> EvalReport:
     try:
         start = time.perf_counter()
         plan = plan_evaluation(settings)
-        rows, failures, timing = merge(run_images(plan), plan.spec.codecs)
-        return finish(plan, rows, failures, timing, threads=threads, start=start)
+        return finish(plan, merge(run_images(plan), plan.spec.codecs), threads=threads, start=start)
     finally:
         torch.set_num_threads(before)
 
@@ -191,7 +197,13 @@ class EvalPlan:
         return EvalSpec(
             codecs=tuple(c.name for c in self.codecs), points=self.points, metrics=tuple(m.name for m in self.metrics),
             runtime=dict(self.settings.runtime), reference=self.reference.name if self.reference else None,
+            save_images=str(self.settings.save_images) if self.settings.save_images is not None else None,
         )
+
+    @property
+    def directions(self) -> dict[str, bool]:
+        """``higher_is_better`` of every metric column."""
+        return {c: m.higher_is_better for m in self.metrics for c in m.column_names()}
 
 
 def plan_evaluation(settings: EvalSettings) -> EvalPlan:
@@ -246,7 +258,7 @@ def run_images(plan: EvalPlan) -> list[ImageResult]:
     """Every image through one :class:`ImageEvaluator`, in order, with a progress bar."""
     from tqdm import tqdm
 
-    evaluator = ImageEvaluator(plan.codecs, plan.metrics, plan.points, plan.reference)
+    evaluator = ImageEvaluator(plan.codecs, plan.metrics, plan.points, plan.reference, plan.settings.save_images)
     bar = tqdm(total=len(plan.images) * len(plan.codecs), unit="run", desc="eval", disable=not plan.settings.progress, dynamic_ncols=True)
 
     def progress(done: int, label: str) -> None:
@@ -261,16 +273,19 @@ def run_images(plan: EvalPlan) -> list[ImageResult]:
         bar.close()
 
 
-def finish(
-    plan: EvalPlan, rows: list[dict[str, Any]], failures: list[str], timing: Mapping[str, Any], *, threads: int, start: float
-) -> EvalReport:
-    """Curves, BD-rates and every output file from the merged rows of all images."""
+def finish(plan: EvalPlan, merged: ImageResult, *, threads: int, start: float) -> EvalReport:
+    """Curves, BD-rates, the size-matched table and every output file from all images' merged results."""
+    rows, failures, timing = merged.rows, merged.failures, merged.timing
     notices = list(plan.notices)
     results = _results(plan, rows, notices)
     metric_names = plan.metric_names
     anchor = plan.settings.anchor or ("jpeg" if "jpeg" in results else next(iter(results), None))
     bd = bd_rate_table(results, metric_names, anchor) if anchor in results else {"anchor": anchor, "bd_rate": {}, "notes": ["anchor has no curve"]}
     files = write_outputs(plan.out, results, rows, metric_names, bd)
+    table = _size_matched_table(plan, merged) if plan.reference is not None else None
+    if table is not None:
+        files += size_matched.write(plan.out, table)
+    files += [Path(f) for f in merged.files]
     seconds = time.perf_counter() - start
     summary = {
         "dataset": str(plan.settings.dataset), "images": len(plan.images), "codecs": [c.name for c in plan.codecs],
@@ -279,7 +294,15 @@ def finish(
     }
     (plan.out / "eval.json").write_text(json.dumps(summary, indent=2, default=str))
     files.append(plan.out / "eval.json")
-    return EvalReport(results, rows, bd, notices, failures, files, seconds, plan.out)
+    return EvalReport(results, rows, bd, notices, failures, files, seconds, plan.out, table)
+
+
+def _size_matched_table(plan: EvalPlan, merged: ImageResult) -> dict[str, Any]:
+    """:func:`.size_matched.summarize` for this plan's codecs."""
+    assert plan.reference is not None
+    ours = [c.name for c in plan.codecs if isinstance(c, PresetCodec) and c is not plan.reference]
+    matched = [c.name for c in plan.codecs if isinstance(c, ClassicalCodec)]
+    return size_matched.summarize(merged.rows, merged.unmatched, plan.reference.name, plan.reference.param_name, ours, matched, plan.directions)
 
 
 def _results(plan: EvalPlan, rows: list[dict[str, Any]], notices: list[str]) -> dict[str, dict[str, Any]]:
@@ -309,6 +332,8 @@ def write_outputs(out: Path, results: Mapping[str, Any], rows: list[dict[str, An
         files.append(path)
     csv_path = out / "per_image.csv"
     columns = ["codec", "image", "width", "height", "point", "param", "bytes", "target_bytes", "bpp", *metric_names]
+    if any("decoded_png" in r for r in rows):  # --save-images
+        columns.append("decoded_png")
     with csv_path.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
@@ -336,6 +361,8 @@ def format_report(report: EvalReport, max_lines: int | None = 20) -> str:
         for name, row in bd["bd_rate"].items():
             cells = ", ".join(f"{m} {v:+.2f}" if v is not None else f"{m} n/a" for m, v in row.items())
             lines.append(f"  {name}: {cells}")
+    if report.size_matched:
+        lines.append(size_matched.to_markdown(report.size_matched))
     for n in report.notices:
         lines.append(f"notice: {n}")
     if report.failures:
