@@ -184,13 +184,8 @@ def test_learned_coders_beyond_the_escape_range(name: str, value: int) -> None:
         data = coder.encode(symbols)
     except StageInputError:
         return
-    except ValueError as exc:  # the shared part encoder (priors.encode_parts) raises a bare ValueError
-        pytest.xfail(f"{name}: encoder raises {type(exc).__name__} ({exc}), not StageInputError")
-    try:
-        back = coder.decode(data, symbols.shape)
-    except CorruptStreamError:
-        pytest.xfail(f"{name}: encoder accepts {value}, which its decoder refuses (escapes carry |x| <= 2^30)")
-    assert np.array_equal(back, symbols)
+    # (before the encoders checked the range, they wrote streams their decoders call corrupt)
+    assert np.array_equal(coder.decode(data, symbols.shape), symbols)
 
 
 # --- quantizers --------------------------------------------------------------------------

@@ -52,6 +52,8 @@ class ANSFactorizedCoder(PriorTableCoder):
 
     def encode(self, symbols: np.ndarray) -> bytes:
         s = self._values(symbols)
+        if np.abs(s).max(initial=0) > (1 << 30):  # only escapes reach it, and they carry |x| <= 2^30 (SPEC 3.5)
+            raise StageInputError(f"{self.name}: symbols beyond +-2^30 cannot be coded")
         return encode_parts([(s, self._table_ids(s.shape), self.tables)])
 
     def ideal_bits(self, symbols: np.ndarray) -> float:

@@ -159,6 +159,8 @@ class ANSContextCoder(PriorTableCoder):
 
     def encode(self, symbols: np.ndarray) -> bytes:
         header, parts = self._encode_parts(symbols)
+        if any(np.abs(values).max(initial=0) > (1 << 30) for values, _, _ in parts):  # escapes carry |x| <= 2^30 (SPEC 3.5)
+            raise StageInputError(f"{self.name}: symbols too far from their neighbours (a residual beyond +-2^30) cannot be coded")
         return header + encode_parts(parts)
 
     def ideal_bits(self, symbols: np.ndarray) -> float:

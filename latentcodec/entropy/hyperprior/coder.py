@@ -80,6 +80,8 @@ class ANSHyperpriorCoder(PriorTableCoder):
             raise StageInputError(f"{self.name}: expected integer symbols, got {y.dtype}")
         self._check(y.shape)
         y = y.astype(np.int64)
+        if np.abs(y).max(initial=0) > (1 << 30):  # the decoder refuses them (SPEC 6.5)
+            raise StageInputError(f"{self.name}: symbols beyond +-2^30 cannot be coded")
         z_float = m.analysis(y, self.device, self.dtype)
         z = _round_z(z_float)
         if not self.refine_z:
@@ -115,7 +117,10 @@ class ANSHyperpriorCoder(PriorTableCoder):
         return parts
 
     def encode(self, symbols: np.ndarray) -> bytes:
-        return encode_parts(self._parts(symbols))
+        parts = self._parts(symbols)
+        if any(np.abs(values).max(initial=0) > (1 << 30) for values, _, _ in parts):  # escapes carry |x| <= 2^30 (SPEC 3.5)
+            raise StageInputError(f"{self.name}: a symbol this far from its predicted mean (beyond +-2^30) cannot be coded")
+        return encode_parts(parts)
 
     def ideal_bits(self, symbols: np.ndarray) -> float:
         """The model's cross-entropy of ``symbols`` in bits (hyper-latent included)."""
