@@ -2,7 +2,8 @@
 
 Generated, not stored: :func:`seed_streams` builds the streams deterministically from
 synthetic latents (no model runs), and ``python tests/fuzz/corpus.py DIR`` writes them
-to ``DIR`` (with the conformance vectors of ``bitstream/vectors/``) for a long run.
+to ``DIR`` (with the conformance vectors of ``bitstream/vectors/`` and the frozen ones
+of ``bitstream/vectors/history/``) for a long run.
 Only inputs that once crashed a decoder are kept in git (``tests/fuzz/regressions/``).
 """
 
@@ -99,6 +100,12 @@ def seed_streams() -> dict[str, bytes]:
     return out
 
 
+def frozen_vectors(max_bytes: int = 4096) -> dict[str, bytes]:
+    """The frozen streams of ``bitstream/vectors/history/`` (every shipped prior, real
+    images) up to ``max_bytes``: more seeds for a long run."""
+    return {f"history-{p.stem}": p.read_bytes() for p in sorted((VECTORS / "history").glob("*.lc")) if p.stat().st_size <= max_bytes}
+
+
 def regression_inputs() -> dict[str, bytes]:
     """Inputs that once made a decoder fail with something other than a LatentCodecError."""
     return {p.name: p.read_bytes() for p in sorted(REGRESSIONS.glob("*")) if p.is_file() and p.suffix != ".md"}
@@ -110,7 +117,7 @@ def main(argv: list[str]) -> int:
         return 2
     target = Path(argv[0])
     target.mkdir(parents=True, exist_ok=True)
-    streams = {**seed_streams(), **regression_inputs()}
+    streams = {**seed_streams(), **frozen_vectors(), **regression_inputs()}
     for name, data in streams.items():
         (target / name).write_bytes(data)
     print(f"wrote {len(streams)} seed inputs to {target}")
