@@ -19,6 +19,8 @@ input raises a :class:`~latentcodec.errors.LatentCodecError` subclass, never a b
 stage; plugin distributions run them in their own tests.
 
 This module needs pytest (the ``test`` extra); nothing else in latentcodec imports it.
+It stays one module (a little over 400 lines) on purpose: a plugin author reads the
+whole contract, every kind of stage, in one place.
 """
 
 from __future__ import annotations

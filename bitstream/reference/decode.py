@@ -20,6 +20,9 @@ little-endian in C order (the ``symbols_sha256`` of ``bitstream/vectors/vectors.
 and the SHA-256 of the dequantized float32 latent.
 
 From Python: ``decode(data) -> Decoded`` (``.stream``, ``.symbols``, ``.latent``).
+
+One file on purpose (about 1,000 lines): a second implementation is read top to bottom
+beside SPEC.md, and copied as a whole into other projects.
 """
 
 from __future__ import annotations
