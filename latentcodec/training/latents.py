@@ -1,8 +1,8 @@
 """Latents of an image folder, computed once per transform and image and cached as ``.npy``.
 
-Each cache entry is keyed by the transform's weight fingerprint, the file's name, size
-and mtime and the crop, so a changed model or image recomputes instead of reusing stale
-latents, and an interrupted run keeps what it finished.
+Each cache entry is keyed by the transform's weight fingerprint and precision, the file's
+name, size and mtime, the crop and the scale, so a changed model or image recomputes
+instead of reusing stale latents, and an interrupted run keeps what it finished.
 """
 
 from __future__ import annotations
@@ -14,11 +14,15 @@ import numpy as np
 
 from ..imageio import list_images
 
+
 def _key(transform, f: Path, crop: int | None, scale: float = 1.0) -> str:  # type: ignore[no-untyped-def]
     st = f.stat()
     text = f"{transform.fingerprint().hex()}:{f.resolve()}:{st.st_size}:{int(st.st_mtime)}:{crop}"
     if scale != 1.0:
         text += f":scale={scale!r}"
+    dtype = getattr(transform, "dtype", "float32")  # float32 keys stay what they were before dtypes counted
+    if dtype != "float32":
+        text += f":dtype={dtype}"
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
