@@ -96,6 +96,10 @@ class OutputExistsError(LatentCodecError):
     """The output file exists and overwriting was not requested (``--force``)."""
 
 
+class BatchPlanError(LatentCodecError):
+    """A batch cannot be planned: two inputs would write the same output, an output is not a folder, ..."""
+
+
 class RateControlError(LatentCodecError):
     """No setting of the rate parameter meets the requested budget."""
 
@@ -111,3 +115,19 @@ class MetricError(EvalError):
 
 class BDRateError(EvalError):
     """Two rate-distortion curves cannot be compared (too few points, no overlap, bad values)."""
+
+
+def one_line(exc: BaseException) -> str:
+    """A one-line message for any exception, as the CLI and batch manifests print it.
+
+    Our own errors are already written for users; anything else gets its type name, and
+    running out of memory (``MemoryError``, torch's CPU ``RuntimeError: ... can't allocate
+    memory`` and ``torch.cuda.OutOfMemoryError``) says so plainly.
+    """
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, LatentCodecError):
+        return text
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or "can't allocate memory" in text or "out of memory" in text.lower():
+        detail = text if len(text) <= 200 else text[:200] + "..."
+        return f"out of memory ({detail}); try a smaller image, a smaller --batch-size or another --device"
+    return f"{type(exc).__name__}: {text}"

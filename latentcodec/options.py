@@ -12,6 +12,11 @@ from .stages import StageKind
 #: Options that say where and how models run; they go to every stage that accepts them.
 RUNTIME_KEYS = ("model", "device", "dtype")
 
+#: Options that name files or hardware of one machine (weights, priors, devices, progress
+#: bars).  :meth:`latentcodec.Codec.save_config` leaves them out unless asked, so a saved
+#: chain describes the stream it makes, not where this machine keeps its weights.
+MACHINE_OPTIONS = frozenset(RUNTIME_KEYS) | {"prior", "refiner_model", "controlnet_model", "prompt_embedding", "quiet"}
+
 
 def parse_option_value(text: str) -> Any:
     """``--option`` values: Python literals (numbers, booleans, None, lists) or strings."""

@@ -17,10 +17,13 @@ if TYPE_CHECKING:
     import torch
 
 
-def list_images(path: str | os.PathLike, *, recursive: bool = False, limit: Optional[int] = None) -> list[Path]:
-    """A file -> ``[file]``; a folder -> its images (suffixes in :data:`IMAGE_SUFFIXES`,
-    case-insensitive, hidden names skipped) sorted by path, in subfolders too when
-    ``recursive``; the first ``limit`` of them when given."""
+def list_images(
+    path: str | os.PathLike, *, recursive: bool = False, limit: Optional[int] = None, suffixes: tuple[str, ...] = IMAGE_SUFFIXES
+) -> list[Path]:
+    """A file -> ``[file]``; a folder -> its images (``suffixes``, by default
+    :data:`IMAGE_SUFFIXES`, case-insensitive, hidden names skipped) sorted by path, in
+    subfolders too when ``recursive``; the first ``limit`` of them when given.  Batch
+    decompression lists ``.lc`` streams with ``suffixes=(".lc",)``."""
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise StageConfigError(f"limit must be a positive integer or None, got {limit!r}")
     root = Path(path)
@@ -35,13 +38,14 @@ def list_images(path: str | os.PathLike, *, recursive: bool = False, limit: Opti
         has_subfolders = has_subfolders or bool(dirs)
         for name in names:
             candidate = Path(folder) / name
-            if not name.startswith(".") and candidate.suffix.lower() in IMAGE_SUFFIXES and candidate.is_file():
+            if not name.startswith(".") and candidate.suffix.lower() in suffixes and candidate.is_file():
                 files.append(candidate)
         if not recursive:
             break
     if not files:
         hint = " (it has subfolders: list them recursively)" if has_subfolders and not recursive else ""
-        raise ImageReadError(f"no images ({' '.join(IMAGE_SUFFIXES)}) in {path}{hint}")
+        what = "images" if suffixes == IMAGE_SUFFIXES else "files"
+        raise ImageReadError(f"no {what} ({' '.join(suffixes)}) in {path}{hint}")
     files.sort(key=lambda p: p.relative_to(root).parts)
     return files[:limit] if limit is not None else files
 
@@ -104,12 +108,17 @@ def encode_png(image: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def save_image(image: Image.Image, path: str | os.PathLike, force: bool = False) -> None:
-    """Save as PNG (or the format the suffix names) atomically."""
+def encode_image(image: Image.Image, path: str | os.PathLike) -> bytes:
+    """The file bytes of ``image`` in the format ``path``'s suffix names (PNG without one, and for ``-``)."""
     suffix = Path(path).suffix.lower().lstrip(".") or "png"
     fmt = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "bmp": "BMP", "tif": "TIFF", "tiff": "TIFF"}.get(suffix)
     if fmt is None:
         raise LatentCodecError(f"cannot write images with suffix .{suffix}; use .png")
     buf = io.BytesIO()
     image.save(buf, format=fmt)
-    atomic_write(path, buf.getvalue(), force=force)
+    return buf.getvalue()
+
+
+def save_image(image: Image.Image, path: str | os.PathLike, force: bool = False) -> None:
+    """Save as PNG (or the format the suffix names) atomically."""
+    atomic_write(path, encode_image(image, path), force=force)
