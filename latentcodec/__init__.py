@@ -4,7 +4,8 @@ An image goes through four interchangeable stages (transform, quantizer, entropy
 refiner) that are discovered through entry points; see :class:`Codec`.
 
 Importing the package is cheap: the names below are loaded on first use, so
-``latentcodec --help`` and ``latentcodec info`` never import torch.
+``latentcodec --help``, ``--version``, ``info``, ``stages`` and ``presets`` never import
+torch.  ``import latentcodec.pillow`` teaches Pillow to open and save ``.lc`` files.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ __version__ = "0.1.0"
 #: Public name -> the module that defines it (imported when the name is first used).
 _LAZY = {
     "Codec": "codec",
-    "compress": "codec",
-    "decompress": "codec",
+    "CompressResult": "codec",
+    "compress": "api",
+    "decompress": "api",
     "describe": "info",
     "LatentCodecError": "errors",
     "PRESETS": "presets",
@@ -33,7 +35,8 @@ _LAZY = {
 __all__ = sorted([*_LAZY, "__version__"])
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .codec import Codec, compress, decompress
+    from .api import compress, decompress
+    from .codec import Codec, CompressResult
     from .errors import LatentCodecError
     from .info import describe
     from .presets import PRESETS

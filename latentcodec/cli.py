@@ -1,74 +1,120 @@
-"""The ``latentcodec`` command line.  Errors print one line and exit non-zero."""
+"""The ``latentcodec`` command line.
+
+Every error prints one line (``latentcodec: error: ...``) and exits non-zero, never a
+traceback (``-v`` adds it, for debugging); warnings print one line each.  Status lines
+and progress bars go to stderr, so ``-o -`` can put data on stdout.  ``compress`` and
+``decompress`` take one input (a file or ``-``) and ``-o FILE``, or several files and
+folders and ``-o FOLDER`` (:mod:`latentcodec.batch`).  ``--help``, ``--version``,
+``info``, ``stages`` and ``presets`` never import torch.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
-from pathlib import Path
-from typing import Sequence
+import time
+import traceback
+import warnings
+from typing import Any, Sequence
 
-from . import registry
-from .errors import ImageReadError, LatentCodecError, StreamError
-from .imageio import DEFAULT_MAX_PIXELS, atomic_write, ensure_writable, save_image
-from .presets import DEFAULT_PRESET, PRESETS
+from . import __version__
+from .cli_common import add_device, add_verbosity, status
+from .cli_listing import cmd_info, cmd_presets, cmd_stages
+from .errors import StageConfigError, one_line
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 
-def _read_bytes(path: str) -> bytes:
+def _quality(text: str) -> float:
     try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise StreamError(f"no such file: {path}") from None
-    except OSError as exc:
-        raise StreamError(f"cannot read {path}: {exc.strerror or exc}") from None
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in 0..100, got {text!r}") from None
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"expected a number in 0..100, got {text!r}")
+    return value
 
 
-def _add_runtime(p: argparse.ArgumentParser) -> None:
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors in one line (the rest of the CLI's errors are one line too)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        command = self.prog.removeprefix("latentcodec").strip()
+        print(f"latentcodec: error: {command + ': ' if command else ''}{message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _add_io(p: argparse.ArgumentParser, what: str, out: str) -> None:
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help=f"{what} files or folders (folders recursively); '-' reads standard input")
+    p.add_argument("-o", "--output", required=True, help=f"{out} file for one input ('-': standard output), else a folder mirroring the inputs")
+    existing = p.add_mutually_exclusive_group()
+    existing.add_argument("--force", action="store_true", help="overwrite existing outputs (and the manifest)")
+    existing.add_argument("--skip-existing", action="store_true", help="keep existing outputs and go on (resumes a run; appends to the manifest)")
+    p.add_argument("--manifest", metavar="FILE.jsonl", help="write one JSON line per file: input, output, bytes, bpp, rate parameter, seconds, status, error")
+    p.add_argument("--no-recursive", action="store_true", help="take only the top level of folder inputs")
     p.add_argument("--model", help="transform weights: hub id or local path (e.g. ../shared/models/taesd)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where models run (auto: CUDA if present)")
-    p.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"], help="model precision (auto: fp16 on CUDA)")
-    p.add_argument("--force", action="store_true", help="overwrite the output; accept other transform weights")
+    add_device(p)
+    add_verbosity(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="latentcodec", description="Image compression in Stable Diffusion's latent space.")
+    from .imageio.core import DEFAULT_MAX_PIXELS
+
+    parser = _Parser(prog="latentcodec", description="Image compression in Stable Diffusion's latent space.")
+    parser.add_argument("--version", action="version", version=f"latentcodec {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    c = sub.add_parser("compress", help="compress an image to a .lc stream")
-    c.add_argument("input")
-    c.add_argument("-o", "--output", required=True)
-    c.add_argument("--preset", default=DEFAULT_PRESET, help=f"one of: {', '.join(sorted(PRESETS))}")
+    c = sub.add_parser("compress", help="compress images to .lc streams")
+    _add_io(c, "image", ".lc")
+    c.add_argument("--preset", help="a named chain (see `latentcodec presets`; default taesd-ans)")
+    c.add_argument("--config", metavar="CHAIN.json", help="a chain saved with Codec.save_config, instead of --preset")
     c.add_argument("--transform", help="replace the preset's transform")
     c.add_argument("--quantizer", help="replace the preset's quantizer")
     c.add_argument("--entropy-coder", help="replace the preset's entropy coder")
     c.add_argument("--refiner", help="the refiner the stream asks for by default")
     c.add_argument("--option", "-O", action="append", default=[], metavar="KEY=VALUE", help="stage option, e.g. step=0.4 or quantizer.step=0.4")
-    c.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
-    budget = c.add_mutually_exclusive_group()
-    budget.add_argument("--target-bytes", type=int, metavar="N", help="search the rate parameter for the best file of at most N bytes")
-    budget.add_argument("--target-bpp", type=float, metavar="X", help="like --target-bytes, in bits per pixel")
-    _add_runtime(c)
+    rate = c.add_mutually_exclusive_group()
+    rate.add_argument("-q", "--quality", type=_quality, metavar="0..100", help="quality: sets the quantizer's rate parameter (100: best)")
+    rate.add_argument("--target-bytes", type=_positive_int, metavar="N", help="search the rate parameter for the best file of at most N bytes")
+    rate.add_argument("--target-bpp", type=float, metavar="X", help="like --target-bytes, in bits per pixel")
+    c.add_argument("--max-pixels", type=_positive_int, help=f"refuse larger images (default {DEFAULT_MAX_PIXELS})")
+    c.add_argument("--batch-size", type=_positive_int, help="images of equal size analysed together (default: 8 on CUDA, 1 on the CPU, where batching is slower)")
 
-    d = sub.add_parser("decompress", help="decode a .lc stream to an image")
-    d.add_argument("input")
-    d.add_argument("-o", "--output", required=True)
+    d = sub.add_parser("decompress", help="decode .lc streams to images")
+    _add_io(d, ".lc", "image")
     d.add_argument("--refiner", help="decode with this refiner instead of the stream's")
-    d.add_argument("--transform", help="decode with another transform (needs --force)")
+    d.add_argument("--transform", help="decode with another transform than the stream's (needs --ignore-weights)")
     d.add_argument("--option", "-O", action="append", default=[], metavar="KEY=VALUE", help="refiner option")
     d.add_argument("--refiner-model", help="diffusion refiners: SD 1.5 hub id or local directory (unet/, scheduler/, ...)")
     d.add_argument("--controlnet-model", help="controlnet-canny: ControlNet hub id or local directory")
-    d.add_argument("--quiet", action="store_true", help="no progress bars")
-    _add_runtime(d)
+    d.add_argument("--ignore-weights", action="store_true", help="decode even if the transform's weights are not the stream's")
+    d.add_argument("--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS, help="refuse streams of larger images, from the header (default %(default)s)")
 
     i = sub.add_parser("info", help="describe a .lc stream")
-    i.add_argument("input")
+    i.add_argument("input", help="a .lc file, or '-' for standard input")
     i.add_argument("--json", action="store_true")
+    add_verbosity(i)
 
-    s = sub.add_parser("stages", help="list registered stages")
-    s.add_argument("--check", action="store_true", help="import and validate every stage")
+    s = sub.add_parser("stages", help="list the registered stages and their options")
+    s.add_argument("--check", action="store_true", help="exit non-zero if a stage fails to import or validate")
+    add_verbosity(s)
+
+    p = sub.add_parser("presets", help="list the presets and what each is for")
+    p.add_argument("--json", action="store_true")
+    add_verbosity(p)
 
     from .eval.cli import add_parser as add_eval_parser
 
@@ -80,109 +126,124 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def cmd_compress(args: argparse.Namespace) -> int:
+# --- compress / decompress ------------------------------------------------------------------
+def _runtime_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: getattr(args, k) for k in ("model", "device", "dtype") if getattr(args, k, None) is not None}
+
+
+def _existing(args: argparse.Namespace) -> str:
+    return "overwrite" if args.force else "skip" if args.skip_existing else "error"
+
+
+def _build_codec(args: argparse.Namespace) -> Any:
     from .codec import Codec
+    from .imageio.core import DEFAULT_MAX_PIXELS
+    from .modelcache import shared
     from .options import parse_options
+    from .presets import DEFAULT_PRESET
 
-    ensure_writable(args.output, args.force)
-    if not Path(args.input).exists():
-        raise ImageReadError(f"no such image file: {args.input}")
-    options = parse_options(args.option)
-    for key in ("model", "device", "dtype"):
-        if getattr(args, key) is not None:
-            options[key] = getattr(args, key)
-    codec = Codec.from_preset(
-        args.preset,
-        transform=args.transform,
-        quantizer=args.quantizer,
-        entropy_coder=args.entropy_coder,
-        refiner=args.refiner,
-        max_pixels=args.max_pixels,
-        **options,
-    )
-    if args.target_bytes is not None or args.target_bpp is not None:
-        from .ratecontrol import compress_to_target
-
-        result = compress_to_target(codec, args.input, target_bytes=args.target_bytes, target_bpp=args.target_bpp)
-        data = result.data
-        print(f"rate control: {result.parameter}={result.value:g} after {result.evaluations} trial encodings")
+    options = {**parse_options(args.option), **_runtime_options(args)}
+    if args.config:
+        given = [f"--{k.replace('_', '-')}" for k in ("preset", "transform", "quantizer", "entropy_coder", "refiner") if getattr(args, k)]
+        if given:
+            raise StageConfigError(f"--config names the whole chain; drop {', '.join(given)}")
+        codec = Codec.from_config(args.config, quality=args.quality, max_pixels=args.max_pixels, **options)
     else:
-        data = codec.compress(args.input)
-    atomic_write(args.output, data, force=args.force)
-    print(f"{args.output}: {len(data)} bytes")
-    return 0
+        codec = Codec.from_preset(
+            args.preset or DEFAULT_PRESET,
+            transform=args.transform,
+            quantizer=args.quantizer,
+            entropy_coder=args.entropy_coder,
+            refiner=args.refiner,
+            quality=args.quality,
+            max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS,
+            **options,
+        )
+    codec.transform, codec.refiner = shared(codec.transform), shared(codec.refiner)  # one load per process, also across main() calls
+    return codec
+
+
+def _run_jobs(args: argparse.Namespace, worker: Any, jobs: list[Any], single: bool, verb: str) -> int:
+    """Run ``jobs`` through ``worker`` with a progress bar, a manifest and one line per problem."""
+    from tqdm import tqdm
+
+    from .batch import ManifestWriter, summary
+
+    manifest = ManifestWriter(args.manifest, existing=_existing(args)) if args.manifest else None
+    started = time.perf_counter()
+    bar = tqdm(total=len(jobs), desc=verb, unit="img", file=sys.stderr, disable=single or args.quiet, dynamic_ncols=True)
+
+    def say(line: str) -> None:
+        if bar.disable:
+            print(line, file=sys.stderr)
+        else:
+            tqdm.write(line, file=sys.stderr)  # above the bar, not through it
+
+    def on_record(r: Any) -> None:
+        if manifest is not None:
+            manifest.write(r)
+        prefix = "" if single else f"{r.input}: "
+        error = r.error or ""
+        for w in r.warnings:
+            say(f"latentcodec: warning: {prefix}{w}")
+        if r.status == "failed":
+            if r.traceback:
+                say(r.traceback.rstrip())
+            say(f"latentcodec: error: {'' if r.input in error else prefix}{error}")
+        elif single or args.verbose:
+            where = "<stdout>" if r.output == "-" else r.output
+            detail = f"{r.bytes} bytes, {r.bpp:.4f} bpp" if r.bytes is not None else r.status
+            if r.parameter is not None and r.value is not None:
+                detail += f", {r.parameter}={r.value:g}"
+            if not args.quiet:
+                say(f"{where}: {detail}" if r.status == "ok" else f"{where}: exists, skipped")
+        bar.update(1)
+
+    try:
+        records = worker.process(jobs, on_record=on_record)
+    finally:
+        bar.close()
+        if manifest is not None:
+            manifest.close()
+    counts = summary(records)
+    if not single:
+        total = sum(r.bytes or 0 for r in records if r.status == "ok")
+        status(args, f"{counts['ok']} {verb}ed ({total} bytes), {counts['skipped']} skipped, {counts['failed']} failed in {time.perf_counter() - started:.1f} s")
+    return EXIT_ERROR if counts["failed"] else 0
+
+
+def cmd_compress(args: argparse.Namespace) -> int:
+    from .batch import CompressWorker, is_single, plan_jobs
+
+    jobs = plan_jobs(args.inputs, args.output, mode="compress", recursive=not args.no_recursive)
+    codec = _build_codec(args)
+    targets = {k: getattr(args, k) for k in ("target_bytes", "target_bpp") if getattr(args, k) is not None}
+    worker = CompressWorker(codec, existing=_existing(args), batch_size=args.batch_size, keep_tracebacks=args.verbose > 0, **targets)  # type: ignore[arg-type]
+    return _run_jobs(args, worker, jobs, is_single(args.inputs, args.output), "compress")
 
 
 def cmd_decompress(args: argparse.Namespace) -> int:
-    from .codec import decompress
+    from .batch import DecompressWorker, is_single, plan_jobs
     from .options import parse_options
 
-    ensure_writable(args.output, args.force)
-    data = _read_bytes(args.input)
-    image = decompress(
-        data,
-        model=args.model,
-        device=args.device,
-        dtype=args.dtype,
+    jobs = plan_jobs(args.inputs, args.output, mode="decompress", recursive=not args.no_recursive)
+    single = is_single(args.inputs, args.output)
+    refiner_options = {
+        **parse_options(args.option),
+        **{k: v for k, v in (("refiner_model", args.refiner_model), ("controlnet_model", args.controlnet_model)) if v},
+        **({"quiet": True} if args.quiet or not single else {}),  # one progress bar per batch, not per image
+    }
+    worker = DecompressWorker(
+        existing=_existing(args),  # type: ignore[arg-type]
+        keep_tracebacks=args.verbose > 0,
+        max_pixels=args.max_pixels,
         transform=args.transform,
         refiner=args.refiner,
-        refiner_options={
-            **parse_options(args.option),
-            **{k: v for k, v in (("refiner_model", args.refiner_model), ("controlnet_model", args.controlnet_model)) if v},
-            **({"quiet": True} if args.quiet else {}),
-        },
-        force=args.force,
+        refiner_options=refiner_options,
+        ignore_weights=args.ignore_weights,
+        **_runtime_options(args),
     )
-    save_image(image, args.output, force=args.force)  # type: ignore[arg-type]
-    print(f"{args.output}: {image.width}x{image.height}")  # type: ignore[union-attr]
-    return 0
-
-
-def cmd_info(args: argparse.Namespace) -> int:
-    from .info import describe
-
-    info = describe(_read_bytes(args.input))
-    if args.json:
-        print(json.dumps(info, indent=2))
-        return 0
-    chain = " -> ".join(f"{s['name']}@{s['version']}" + (f"{s['params']}" if s.get("params") else "") for s in info["chain"])
-    print(f"file:      {args.input}")
-    print(f"chain:     {chain}")
-    print(f"image:     {info['width']}x{info['height']}, latent {'x'.join(map(str, info['latent_shape']))}")
-    print(f"bytes:     {info['total_bytes']} (payload {info['payload_bytes']}, side info {info['side_info_bytes']}, overhead {info['overhead_bytes']})")
-    print(f"rate:      {info['bpp']:.4f} bpp")
-    print(f"weights:   {info['fingerprint']}")
-    return 0
-
-
-def cmd_stages(args: argparse.Namespace) -> int:
-    failures = 0
-    results = {(r.entry.kind, r.entry.name): r for r in registry.check_all()} if args.check else {}
-    for kind, group in registry.GROUPS.items():
-        print(f"{registry.KIND_LABELS[kind]} ({group}):")
-        found = registry.entries(kind)
-        dups = registry.duplicates(kind)
-        if not found:
-            print("  (none)")
-        for name, e in sorted(found.items()):
-            status = ""
-            if args.check:
-                r = results.get((kind, name))
-                if r is not None and r.error:
-                    failures += 1
-                    status = f"  FAILED: {r.error}"
-                else:
-                    status = "  ok"
-            print(f"  {name:<18} {e.distribution:<28} {e.value}{status}")
-            for other in dups.get(name, ())[1:]:
-                print(f"  {name:<18} {other.distribution:<28} {other.value}  (duplicate name)")
-    if args.check:
-        total = len(results)
-        print(f"{total - failures} of {total} stages ok" + (f", {failures} failed" if failures else ""))
-    return EXIT_ERROR if failures else 0
-
-
-COMMANDS = {"compress": cmd_compress, "decompress": cmd_decompress, "info": cmd_info, "stages": cmd_stages}
+    return _run_jobs(args, worker, jobs, single, "decompress")
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -191,40 +252,55 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return run(args)
 
 
-COMMANDS["eval"] = cmd_eval
-
-
 def cmd_train_prior(args: argparse.Namespace) -> int:
     from .training.cli import run
 
     return run(args)
 
 
-COMMANDS["train-prior"] = cmd_train_prior
+COMMANDS = {
+    "compress": cmd_compress,
+    "decompress": cmd_decompress,
+    "info": cmd_info,
+    "stages": cmd_stages,
+    "presets": cmd_presets,
+    "eval": cmd_eval,
+    "train-prior": cmd_train_prior,
+}
+
+
+# --- main -----------------------------------------------------------------------------------
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None, line: str | None = None) -> None:
+    """``warnings.showwarning`` for the CLI: one line, not Python's two-line format."""
+    from .imageio import ImageWarning
+
+    text = " ".join(str(message).split())
+    label = "" if issubclass(category, ImageWarning) else f"{category.__name__}: "
+    print(f"latentcodec: warning: {label}{text}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .runtime import quiet_libraries
-
-    quiet_libraries()
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return COMMANDS[args.command](args)
-    except LatentCodecError as exc:
-        print(f"latentcodec: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("latentcodec: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # e.g. `latentcodec stages | head`
-        import os
+    verbose = getattr(args, "verbose", 0)
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning
+        from .runtime import quiet_libraries
 
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    except MemoryError:
-        print("latentcodec: error: out of memory (try a smaller image or --device cuda)", file=sys.stderr)
-        return EXIT_ERROR
+        quiet_libraries()
+        try:
+            return COMMANDS[args.command](args)
+        except KeyboardInterrupt:
+            print("latentcodec: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except BrokenPipeError:  # e.g. `latentcodec stages | head`
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
+        except Exception as exc:  # noqa: BLE001 - one line, whatever happened (LatentCodecError or not)
+            if verbose:
+                traceback.print_exc(file=sys.stderr)
+            print(f"latentcodec: error: {one_line(exc)}", file=sys.stderr)
+            return EXIT_ERROR
 
 
 if __name__ == "__main__":  # pragma: no cover

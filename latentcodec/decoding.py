@@ -1,7 +1,10 @@
 """Decoding driven by a stream's own header: rebuild each stage it names, then decode.
 
-No model is needed to reach the symbols and the dequantized latent
-(:func:`decode_symbols`, :func:`decode_latent`); :func:`render` runs the refiner.
+:func:`read_stream` parses the container and refuses an image larger than the decoder's
+pixel limit from the header alone, before any symbol is decoded or any buffer allocated
+(a 36-byte stream may claim 16384x16384).  No model is needed to reach the symbols and
+the dequantized latent (:func:`decode_symbols`, :func:`decode_latent`); :func:`render`
+runs the refiner.
 """
 
 from __future__ import annotations
@@ -10,14 +13,23 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from . import registry
+from . import bitstream, registry
 from .bitstream import StageRecord, Stream
 from .errors import CorruptStreamError, StageConfigError, UnsupportedVersionError, WeightsMismatchError
+from .imageio.core import check_pixels
 from .stages import EntropyCoder, Quantizer, RefineContext, Refiner, Stage, Transform
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
     from PIL import Image
+
+
+def read_stream(data: bytes, max_pixels: int) -> Stream:
+    """Parse ``data`` and check the image size it claims against ``max_pixels``
+    (:class:`~latentcodec.errors.ImageTooLargeError`), before anything is decoded."""
+    stream = bitstream.read(data)
+    check_pixels(stream.width, stream.height, max_pixels)
+    return stream
 
 
 def stage_from_record(record: StageRecord, **runtime: Any) -> Stage:
@@ -68,24 +80,25 @@ def render(
     from .imageio import to_pil
 
     context = RefineContext(image_size=(stream.width, stream.height), quantizer=quantizer, side_info=stream.side_info)
-    image = refiner.refine(torch.from_numpy(latent)[None], transform, context)[..., : stream.height, : stream.width]
+    with torch.inference_mode():  # decoding never needs gradients
+        image = refiner.refine(torch.from_numpy(latent)[None], transform, context)[..., : stream.height, : stream.width]
     return image if as_tensor else to_pil(image)
 
 
-def check_transform(stream: Stream, transform: Transform, *, force: bool) -> None:
+def check_transform(stream: Stream, transform: Transform, *, ignore_weights: bool) -> None:
     """Refuse a transform whose latent layout or weights differ from the stream's."""
     if (transform.latent_channels, transform.downsampling_factor) != (stream.latent_channels, stream.downsampling_factor):
         raise WeightsMismatchError(
             f"transform {transform.name!r} has {transform.latent_channels} latent channels at 1/{transform.downsampling_factor}; "
             f"the stream has {stream.latent_channels} at 1/{stream.downsampling_factor}"
         )
-    if force:
+    if ignore_weights:
         return
     if transform.fingerprint() != stream.fingerprint:
         raise WeightsMismatchError(
             f"stream was encoded with transform weights {stream.fingerprint.hex()}, but the loaded "
             f"{transform.name!r} model ({getattr(transform, 'model', '?')}) has {transform.fingerprint().hex()}; "
-            "pass the same --model, or --force to decode anyway"
+            "pass the same --model, or --ignore-weights to decode anyway"
         )
 
 

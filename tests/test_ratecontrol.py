@@ -69,7 +69,7 @@ def test_cli_target_bytes_on_kodak(tmp_path, taesd_dir, kodak_dir, capsys) -> No
     assert rc == 0
     size = out.stat().st_size
     assert 3700 <= size <= 4000
-    assert "step=" in capsys.readouterr().out
+    assert "step=" in capsys.readouterr().err  # status lines go to stderr
     assert main(["info", str(out)]) == 0
     assert "step" in capsys.readouterr().out
 

@@ -146,13 +146,13 @@ def test_sd_vae_end_to_end_through_the_cli(tiny_vae_dir: Path, tmp_path: Path, k
     assert [c["name"] for c in info["chain"]] == ["sd-vae", "uint8", "zlib", "vae"]
 
 
-def test_weights_mismatch_is_refused_unless_forced(tiny_vae_dir: Path, tmp_path: Path) -> None:
+def test_weights_mismatch_is_refused_unless_ignored(tiny_vae_dir: Path, tmp_path: Path) -> None:
     other = save_tiny_vae(tmp_path / "other", seed=1)
     codec = Codec(SDVAETransform(model=str(tiny_vae_dir), device="cpu"), UniformQuantizer(), ANSCoder())
     data = codec.compress(torch.rand(1, 3, 16, 16))
-    with pytest.raises(WeightsMismatchError, match="--force"):
+    with pytest.raises(WeightsMismatchError, match="--ignore-weights"):
         decompress(data, model=str(other))
-    assert decompress(data, model=str(other), force=True).size == (16, 16)
+    assert decompress(data, model=str(other), ignore_weights=True).size == (16, 16)
     assert decompress(data, model=str(tiny_vae_dir)).size == (16, 16)
 
 

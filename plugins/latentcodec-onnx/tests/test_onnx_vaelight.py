@@ -100,7 +100,7 @@ def test_other_conventions_are_measurably_wrong(vaelight: VAElightTransform, tae
 
 
 def test_codec_round_trip_and_taesd_decodes_it(vaelight: VAElightTransform) -> None:
-    """A full chain through VAElight at >= 20 dB; another transform needs force."""
+    """A full chain through VAElight at >= 20 dB; another transform needs ignore_weights."""
     from latentcodec import decompress
     from latentcodec.entropy.ans import ANSCoder
     from latentcodec.errors import WeightsMismatchError
@@ -110,7 +110,7 @@ def test_codec_round_trip_and_taesd_decodes_it(vaelight: VAElightTransform) -> N
     data = Codec(vaelight, UniformQuantizer(), ANSCoder()).compress(image)
     own = decompress(data, model=str(VAELIGHT_DIR), device="cpu", as_tensor=True)
     assert _psnr(own.numpy(), image.numpy()) >= 20.0  # measured: 25.5 dB
-    with pytest.raises(WeightsMismatchError):  # TAESD decodes it only when forced: test_cli_end_to_end
+    with pytest.raises(WeightsMismatchError):  # TAESD decodes it only with --ignore-weights: test_cli_end_to_end
         decompress(data, transform="taesd", model=str(TAESD_DIR), device="cpu")
 
 
@@ -135,7 +135,7 @@ def test_cli_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "onnx-vaelight" in transforms and "latentcodec-onnx" in transforms
     lc, png = tmp_path / "k.lc", tmp_path / "k.png"
     assert main(["compress", str(KODIM23), "-o", str(lc), "--transform", "onnx-vaelight", "--model", str(VAELIGHT_DIR), "--device", "cpu"]) == 0
-    assert main(["decompress", str(lc), "-o", str(png), "--transform", "taesd", "--model", str(TAESD_DIR), "--device", "cpu", "--force"]) == 0
+    assert main(["decompress", str(lc), "-o", str(png), "--transform", "taesd", "--model", str(TAESD_DIR), "--device", "cpu", "--ignore-weights"]) == 0
     decoded = np.asarray(Image.open(png).convert("RGB"), dtype=np.float32) / 255.0
     assert _psnr(decoded, _kodim23()[0].permute(1, 2, 0).numpy()) >= 20.0  # measured: 23.8 dB
     capsys.readouterr()

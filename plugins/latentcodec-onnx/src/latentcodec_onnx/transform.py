@@ -2,7 +2,8 @@
 
 Exported autoencoders differ in small conventions (value ranges, latent scaling, how
 the decoder's outputs combine); an :class:`OnnxModelSpec` states them as data, so a new
-model is a spec plus a two-line subclass.
+model is a spec plus a two-line subclass.  torch is imported on first use, not with the
+module, so ``latentcodec stages`` lists this plugin without loading torch.
 """
 
 from __future__ import annotations
@@ -10,14 +11,15 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from latentcodec.errors import ModelError, ModelNotFoundError, StageConfigError, StageInputError
 from latentcodec.stages import Transform
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32")  # the exported graphs are fp32
@@ -129,6 +131,9 @@ class OnnxTransform(Transform):
         return self.spec.downsampling_factor
 
     def analysis(self, image: torch.Tensor) -> torch.Tensor:
+        import torch
+        import torch.nn.functional as F
+
         if not isinstance(image, torch.Tensor) or image.dim() != 4 or image.shape[1] != 3:
             shape = tuple(image.shape) if hasattr(image, "shape") else type(image).__name__
             raise StageInputError(f"{self.name}: expected an image batch (B, 3, H, W), got {shape}")
@@ -145,6 +150,9 @@ class OnnxTransform(Transform):
         return torch.from_numpy(np.asarray(z, dtype=np.float32) * np.float32(self.spec.latent_scale))
 
     def synthesis(self, latent: torch.Tensor) -> torch.Tensor:
+        import torch
+        import torch.nn.functional as F
+
         if not isinstance(latent, torch.Tensor) or latent.dim() != 4 or latent.shape[1] != self.latent_channels:
             shape = tuple(latent.shape) if hasattr(latent, "shape") else type(latent).__name__
             raise StageInputError(f"{self.name}: expected a latent (B, {self.latent_channels}, h, w), got {shape}")
