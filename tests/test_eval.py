@@ -323,7 +323,13 @@ def test_size_matched_summary_rules() -> None:
     assert t["codecs"]["ours:fast"]["bpp"] == pytest.approx(1.2) and "gap_to_avif" not in avif
     md = to_markdown(table)
     assert "| `jpeg` | 2/3 (1 too large) |" in md and "| `webp` | 0/3 (3 failed) |" in md
-    assert "| winner | | | `avif` | `avif` |" in md and "**24.67**" not in md and "**25.33**" in md
+    assert "| winner | | | `avif` | `avif` |" in md and "**24.67**" not in md and "**25.33**" in md and t["note"] is None
+    # below every classical codec's smallest file: counted, with that size, and no winner
+    ours_only = [r for r in rows if r["codec"] == "ours"]
+    too_small = [{"codec": "avif", "image": i, "point": 0.5, "target_bytes": 100, "smallest_bpp": 1.5 + int(i) / 10} for i in "123"]
+    [t] = summarize(ours_only, too_small, "ours", "step", [], ["avif"], {"psnr": True})["points"]
+    assert t["winner"] == {"psnr": []} and "no winner" in t["note"] and t["codecs"]["avif"]["smallest_bpp"] == pytest.approx(1.7)
+    assert "| `avif` | 0/3 (3 too large: ≥ 1.700 bpp) |" in to_markdown({**table, "metrics": {"psnr": {"higher_is_better": True}}, "points": [t]})
 
 
 def test_cli_eval_and_errors(crops: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

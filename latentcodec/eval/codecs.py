@@ -106,6 +106,11 @@ class ClassicalCodec(EvalCodec):
         return Encoded(q, len(data), self.decode(data))
 
 
+    def smallest_bytes(self, image: np.ndarray) -> int:
+        """The file size at the lowest quality: about the smallest file this codec makes of ``image``."""
+        return len(self.encode(Image.fromarray(image, "RGB"), self.quality_range[0]))
+
+
 def _decode_with_pillow(data: bytes) -> np.ndarray:
     with Image.open(io.BytesIO(data)) as im:
         return np.asarray(im.convert("RGB"))

@@ -67,7 +67,7 @@ class ImageResult:
     rows: list[dict[str, Any]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     timing: dict[str, dict[str, float]] = field(default_factory=dict)  # codec -> coding_s, metrics_s
-    #: Size-matched points no quality of a codec fitted: {"codec", "image", "point", "target_bytes"}.
+    #: Size-matched points no quality of a codec fitted: codec, image, point, target_bytes, smallest_bytes/_bpp.
     unmatched: list[dict[str, Any]] = field(default_factory=list)
     files: list[str] = field(default_factory=list)  # decoded PNGs and sheets written (--save-images)
 
@@ -145,7 +145,11 @@ class ImageEvaluator:
                     enc = codec.size_matched(ref, budget)
                     if enc is None:
                         result.failures.append(f"{codec.name} / {path.name} @ {point}: no quality fits in {budget} bytes")
-                        result.unmatched.append({"codec": codec.name, "image": path.name, "point": point, "target_bytes": budget})
+                        smallest = codec.smallest_bytes(ref)
+                        result.unmatched.append({
+                            "codec": codec.name, "image": path.name, "point": point, "target_bytes": budget,
+                            "smallest_bytes": smallest, "smallest_bpp": 8.0 * smallest / (ref.shape[0] * ref.shape[1]),
+                        })
                         continue
                     metrics_s += self._measure(codec, path, ref, enc, point, budget, result, decoded)
             else:

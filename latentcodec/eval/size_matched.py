@@ -9,6 +9,8 @@ quality whose file is at most our preset's; this module turns those rows into
   on, so no image is dropped silently.
 * The winner of a metric is the best mean among the codecs that made every image of that
   point (a codec that skipped the hardest images would otherwise look better); ties share it.
+  Where no size-matched codec made every image, there is no winner (the table says so), and
+  a codec's "too large" count comes with the mean bpp of its smallest files (lowest quality).
 * The gap to AVIF is the mean over the images both made of (codec - AVIF): the sign reads
   with the metric's direction (higher is better for PSNR, MS-SSIM, SSIMULACRA2 and JOD, lower
   for Butteraugli).
@@ -51,7 +53,7 @@ def summarize(
     for point in points:
         images = [r["image"] for r in ref_rows if r["point"] == point]
         at = {name: {r["image"]: r for r in rows if r["codec"] == name and r["point"] == point and r["image"] in images} for name in codecs}
-        missing = {name: {u["image"] for u in unmatched if u["codec"] == name and u["point"] == point} for name in codecs}
+        missing = {name: {u["image"]: u for u in unmatched if u["codec"] == name and u["point"] == point} for name in codecs}
         entries: dict[str, Any] = {}
         for name in codecs:
             made = at[name]
@@ -62,6 +64,7 @@ def summarize(
                 "failed": len(images) - len(made) - len(missing[name]),
                 "bytes": _mean([r["bytes"] for r in made.values()]), "bpp": _mean([r["bpp"] for r in made.values()]),
                 "metrics": {m: _mean([r.get(m) for r in made.values()]) for m in directions},
+                "smallest_bpp": _mean([u.get("smallest_bpp") for u in missing[name].values()]),  # where too large
             }
             if ANCHOR in at and name != ANCHOR:
                 both = [i for i in made if i in at[ANCHOR]]
@@ -71,10 +74,14 @@ def summarize(
                 entry["gap_images"] = len(both)
             entries[name] = entry
         complete = [n for n, e in entries.items() if e["images"] == e["of"] and e["of"] > 0]
+        note = None
+        if not any(n in matched for n in complete):  # only ours made every image: nothing to win against
+            note = "no size-matched codec made a file this small for every image, so there is no winner"
+            complete = []
         winners = {m: _winners({n: entries[n]["metrics"][m] for n in complete}, higher) for m, higher in directions.items()}
         tables.append({
             "point": point, "param_name": param_name, "images": len(images),
-            "reference_bpp": entries.get(reference, {}).get("bpp"), "codecs": entries, "complete": complete, "winner": winners,
+            "reference_bpp": entries.get(reference, {}).get("bpp"), "codecs": entries, "complete": complete, "winner": winners, "note": note,
         })
     return {
         "reference": reference, "anchor": ANCHOR,
@@ -122,7 +129,8 @@ def to_markdown(summary: Mapping[str, Any]) -> str:
             cover = f"{e['images']}/{e['of']}"
             notes = []
             if e["too_large"]:
-                notes.append(f"{e['too_large']} too large")
+                smallest = f": ≥ {e['smallest_bpp']:.3f} bpp" if e.get("smallest_bpp") is not None else ""
+                notes.append(f"{e['too_large']} too large{smallest}")
             if e["failed"]:
                 notes.append(f"{e['failed']} failed")
             if notes:
@@ -138,6 +146,8 @@ def to_markdown(summary: Mapping[str, Any]) -> str:
                 cells.append(text)
             out.append(f"| `{name}` | {cover} | {_cell(e['bpp'])} | " + " | ".join(cells) + " |")
         out.append("| winner | | | " + " | ".join(", ".join(f"`{w}`" for w in table["winner"][m]) or "–" for m in metrics) + " |")
+        if table.get("note"):
+            out += ["", f"{table['note'][0].upper()}{table['note'][1:]}."]
         out.append("")
     return "\n".join(out)
 
