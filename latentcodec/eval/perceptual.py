@@ -7,13 +7,13 @@ ColorVideoVDP ships its calibration data (CSF tables, display models) in its whe
 
 * ``ssimulacra2``: the Python port on PyPI (``ssimulacra2``, by Pacidus) of libjxl's
   SSIMULACRA 2: 100 is identical, about 90 visually lossless, 70 high, 50 medium, 30 low
-  quality; it can go below 0.  A few seconds per Kodak image on a CPU (numpy and scipy).
+  quality; it can go below 0.  About 1 s per Kodak image on a CPU (numpy and scipy).
 * ``cvvdp``: ColorVideoVDP (Mantiuk et al. 2024, PyPI ``cvvdp``) in JOD, just-objectionable
   differences: 10 is identical, one JOD less means 75 % of observers prefer the better of
   the two.  Display model ``standard_4k`` (the package's default: a 30-inch 4K monitor,
   200 cd/m^2, 250 lux office light, seen from 0.75 m: 75 pixels per degree), so Kodak's
   768x512 images are seen small, as on a desktop.  It runs on torch: CUDA when present,
-  else the CPU (6 to 9 s per Kodak image on 2 busy cores).
+  else the CPU (about 6 s per Kodak image on 2 busy cores).
 """
 
 from __future__ import annotations
