@@ -311,114 +311,11 @@ def test_shipped_priors_are_integer_and_record_their_step() -> None:
     assert load_prior("context", "gaussian").meta["kind"] == "context"
 
 
-@pytest.mark.parametrize("phases", [7, 4, 2, 0])
-def test_training_writes_loadable_priors(tmp_path: Path, phases: int) -> None:
-    """Every context layout trains, exports and round-trips, with and without ``refine_z``
-    (whose float twin must follow the layout too)."""
-    from latentcodec.training.train_prior import train
-
-    rng = np.random.default_rng(0)
-    latents = [np.cumsum(rng.normal(size=(4, 40, 44)).astype(np.float32) * 0.3, axis=2) for _ in range(2)]
-    result = train(latents, tmp_path, "tiny", steps=3, batch=2, crop=16, n=8, z_channels=2, phases=phases, progress=False)
-    symbols = np.rint(latents[0] / 0.5).astype(np.int32)[:, :37, :41]
-    for cls, key in ((ANSFactorizedCoder, "factorized"), (ANSHyperpriorCoder, "hyperprior")):
-        coder = cls(prior=result[key])
-        assert coder.wire_params().hex() == result[f"{key}_hash"]
-        assert np.array_equal(cls(prior=result[key]).decode(coder.encode(symbols), symbols.shape), symbols)
-    refined = ANSHyperpriorCoder(prior=result["hyperprior"], refine_z=3).encode(symbols)
-    assert np.array_equal(ANSHyperpriorCoder(prior=result["hyperprior"]).decode(refined, symbols.shape), symbols)
-    if phases == 7:
-        again = train(latents, tmp_path / "again", "tiny", steps=3, batch=2, crop=16, n=8, z_channels=2, progress=False)
-        assert again["hyperprior_hash"] == result["hyperprior_hash"]  # same seed, same file
-
-
-@pytest.mark.gpu
-def test_training_on_cuda_exports_priors_the_cpu_decodes(tmp_path: Path) -> None:
-    from latentcodec.training.train_prior import train
-
-    rng = np.random.default_rng(1)
-    latents = [np.cumsum(rng.normal(size=(4, 40, 44)).astype(np.float32) * 0.3, axis=2) for _ in range(2)]
-    result = train(latents, tmp_path, "tiny", steps=5, batch=2, crop=16, n=8, z_channels=2, progress=False, device="cuda")
-    symbols = np.rint(latents[1] / 0.5).astype(np.int32)
-    for cls, key in ((ANSFactorizedCoder, "factorized"), (ANSHyperpriorCoder, "hyperprior")):
-        assert all(np.issubdtype(a.dtype, np.integer) for a in load_prior(key, str(result[key])).arrays.values())
-        coder = cls(prior=result[key])  # the CPU codes with what the GPU trained
-        assert np.array_equal(cls(prior=result[key]).decode(coder.encode(symbols), symbols.shape), symbols)
-    assert 0 < result["train_bits_per_symbol_hyperprior"] < 16
-
-
-@pytest.mark.parametrize("device", ["tpu", "cuda"])
-def test_training_device_is_checked_before_work(tmp_path: Path, device: str) -> None:
-    from latentcodec.training.train_prior import train
-
-    if device == "cuda" and torch.cuda.is_available():
-        pytest.skip("CUDA is present here, so 'cuda' is a valid device")
-    latents = [np.zeros((4, 16, 16), np.float32)]
-    with pytest.raises(ValueError, match=device):
-        train(latents, tmp_path, "tiny", steps=1, batch=1, crop=16, progress=False, device=device)
-    assert not list(tmp_path.iterdir())  # nothing written
-
-
-def test_train_prior_cli_bad_folder_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from latentcodec.cli import main
-
-    assert main(["train-prior", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "o"), "--model", "x"]) != 0
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("latentcodec: error:") and "\n" not in err
-
-
 def test_shipped_priors_are_package_data() -> None:
     pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
     assert '"data/priors/*"' in pyproject  # shipped as package data
     # small files: the newest hyperprior is ~900 KB (28 context networks); all eleven ~2.6 MB
     assert sum(p.stat().st_size for p in PRIOR_DIR.glob("*.npz")) < 3_000_000
-
-
-def test_folder_latents_scale_and_cache(tmp_path: Path) -> None:
-    from PIL import Image
-
-    from latentcodec.training.latents import folder_latents
-
-    rng = np.random.default_rng(0)
-    (tmp_path / "img").mkdir()
-    Image.fromarray(rng.integers(0, 255, size=(64, 96, 3), dtype=np.uint8)).save(tmp_path / "img" / "a.png")
-    from latentcodec.testing import ToyTransform
-
-    toy = ToyTransform()
-    full = folder_latents(toy, tmp_path / "img", tmp_path / "cache", progress=False)
-    half = folder_latents(toy, tmp_path / "img", tmp_path / "cache", progress=False, scale=0.5)
-    assert full[0].shape[1:] == (8, 12) and half[0].shape[1:] == (4, 6)
-    assert len(list((tmp_path / "cache").glob("*.npy"))) == 2  # one cache entry per scale
-    again = folder_latents(toy, tmp_path / "img", tmp_path / "cache", progress=False, scale=0.5)
-    assert np.array_equal(again[0], half[0])
-    with pytest.raises(ValueError):
-        folder_latents(toy, tmp_path / "img", None, progress=False, scale=2.0)
-
-
-def test_train_prior_cli_bad_scales_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from latentcodec.cli import main
-
-    assert main(["train-prior", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--scales", "1,abc"]) != 0
-    err = capsys.readouterr().err.strip()
-    assert "--scales" in err and "\n" not in err
-
-
-@pytest.mark.parametrize("option", ["--lr=0", "--lr=-1e-3", "--lr=2", "--hidden=0", "--hidden=300", "--steps=0"])
-def test_train_prior_cli_bad_numbers_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str) -> None:
-    from latentcodec.cli import main
-
-    assert main(["train-prior", "--data", str(tmp_path), "--out", str(tmp_path / "o"), option]) != 0
-    err = capsys.readouterr().err.strip()
-    assert option.split("=")[0] in err and "\n" not in err
-
-
-@pytest.mark.parametrize("kernels", ["5,3", "5,4,1", "5,x,1"])
-def test_train_prior_cli_bad_context_kernels_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], kernels: str) -> None:
-    from latentcodec.cli import main
-
-    assert main(["train-prior", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--context-kernels", kernels]) != 0
-    err = capsys.readouterr().err.strip()
-    assert "--context-kernels" in err and "\n" not in err
 
 
 def test_spatial_later_context_layers_need_a_phase_subgrid() -> None:
