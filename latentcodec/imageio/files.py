@@ -67,6 +67,15 @@ def ensure_writable(path: str | os.PathLike, force: bool) -> None:
         raise OutputExistsError(f"{path} exists; pass --force to overwrite it")
 
 
+def _umask_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _umask_mode()
+
+
 def atomic_write(path: str | os.PathLike, data: bytes, force: bool = False) -> None:
     """Write ``data`` via a temp file in the same directory, then rename into place.
 
@@ -80,6 +89,7 @@ def atomic_write(path: str | os.PathLike, data: bytes, force: bool = False) -> N
     except OSError as exc:
         raise LatentCodecError(f"cannot write to {directory}: {exc.strerror or exc}") from exc
     try:
+        os.fchmod(fd, _FILE_MODE)  # mkstemp makes 0600; outputs get the usual umask permissions
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
