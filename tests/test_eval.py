@@ -299,6 +299,27 @@ def test_save_images_keeps_every_point_and_draws_a_sheet_per_image(matched, crop
                 assert panel.get("bytes") is None or panel["bytes"] <= ours["bytes"]
 
 
+def test_per_image_evaluator_rebuilt_from_a_pickled_spec_gives_the_serial_rows(crops: Path, taesd_dir: Path, tmp_path: Path) -> None:
+    import pickle
+
+    from latentcodec.eval.per_image import ImageEvaluator, merge
+    from latentcodec.eval.runner import plan_evaluation, run_images
+
+    plan = plan_evaluation(
+        EvalSettings(
+            dataset=crops, codecs=["taesd-ans", "jpeg", "webp"], out=tmp_path, runtime={"model": str(taesd_dir), "device": "cpu"},
+            points={"taesd-ans": [0.3, 0.15]}, size_matched=True, metrics=["psnr-rgb"], progress=False,
+        )
+    )
+    serial = merge(run_images(plan), plan.spec.codecs)
+    worker = ImageEvaluator.from_spec(pickle.loads(pickle.dumps(plan.spec)))  # as a Ray actor would
+    results = [pickle.loads(pickle.dumps(worker(path))) for path in reversed(plan.images)]  # any order, shipped back
+    results.sort(key=lambda r: plan.images.index(Path(r.image)))
+    distributed = merge(results, plan.spec.codecs)
+    assert distributed.rows == serial.rows and distributed.failures == serial.failures and distributed.unmatched == serial.unmatched
+    assert len(serial.rows) + len(serial.unmatched) == 2 * 2 * 3 and set(distributed.timing) == {"taesd-ans", "jpeg", "webp"}
+
+
 def test_size_matched_summary_rules() -> None:
     from latentcodec.eval.size_matched import summarize, to_markdown
 
