@@ -227,7 +227,9 @@ def collecting_target(findings_dir: Path):  # type: ignore[no-untyped-def]
             save()
         try:
             check_input(bytes(data))
-        except Exception as exc:
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # also a Rust panic in constriction (pyo3's PanicException)
             sig = _signature(exc)
             if sig not in seen:
                 seen.add(sig)
