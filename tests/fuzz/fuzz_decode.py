@@ -107,7 +107,7 @@ def _stage(record):  # type: ignore[no-untyped-def]
     from latentcodec.decoding import stage_from_record
 
     if record not in _STAGES:
-        if len(_STAGES) > 512:
+        if len(_STAGES) > 64:  # a learned coder's unpacked prior is ~5 MB
             _STAGES.clear()
         _STAGES[record] = stage_from_record(record)
     return _STAGES[record]
