@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Literal, Mapping, overload
 
 from . import registry
-from .codec import Codec, CompressResult
+from .codec import SEARCH_KEYS, Codec, CompressResult
 from .decoding import check_transform, decode_latent, read_stream, render, resolve_refiner, stage_from_record
 from .errors import WeightsMismatchError
 from .imageio import DEFAULT_MAX_PIXELS, ImageLike
@@ -45,8 +45,11 @@ def compress(
     image: ImageLike, preset: str = DEFAULT_PRESET, *, quality: float | None = None, return_result: bool = False, **options: Any
 ) -> bytes | CompressResult:
     """Compress one image with a preset; ``options`` as for :meth:`Codec.from_preset`
-    (``model=``, ``device=``, ``step=``, ``quantizer=``...), ``quality`` 0..100."""
-    return codec_for(preset, quality=quality, **options).compress(image, return_result=return_result)  # type: ignore[call-overload, no-any-return]
+    (``model=``, ``device=``, ``step=``, ``quantizer=``...), ``quality`` 0..100; the encoder
+    search settings of :meth:`Codec.compress` (``effort=``, ``lmbda=``, ``distortion=``,
+    ``progress=``) go to it."""
+    search = {k: options.pop(k) for k in SEARCH_KEYS if k in options}
+    return codec_for(preset, quality=quality, **options).compress(image, return_result=return_result, **search)  # type: ignore[call-overload, no-any-return]
 
 
 @overload

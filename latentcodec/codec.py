@@ -39,6 +39,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
     from PIL import Image
 
+    from .rdo.efforts import SearchSettings
+
 #: Images of equal size analysed together on CUDA by :meth:`Codec.compress_many` (and batch
 #: compression).  On the CPU the default is 1: TAESD on 768x512 Kodak images took 7.5, 7.7,
 #: 8.7 and 11.7 s per image at batch 1, 2, 4 and 8 (2 busy cores; larger activations
@@ -72,6 +74,20 @@ class CompressResult:
 
     def __bytes__(self) -> bytes:
         return self.data
+
+
+#: The keyword arguments of :meth:`Codec.compress` that set the encoder search (:mod:`latentcodec.rdo`).
+SEARCH_KEYS = ("effort", "lmbda", "distortion", "progress")
+
+
+def search_settings(**search: Any) -> "SearchSettings":
+    """:class:`~latentcodec.rdo.SearchSettings` from :data:`SEARCH_KEYS` keyword arguments (an unknown one is a TypeError)."""
+    from .rdo.efforts import SearchSettings
+
+    unknown = sorted(set(search) - set(SEARCH_KEYS))
+    if unknown:
+        raise TypeError(f"compress() got unexpected keyword arguments {', '.join(map(repr, unknown))}")
+    return SearchSettings(**search)
 
 
 def quality_option(quantizer: str, quality: float, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -148,6 +164,9 @@ class Codec:
     ) -> "Codec":
         """Stages ``names`` with configs ``base``, updated by ``options`` routed to the stage that takes them."""
         options = {k: v for k, v in options.items() if v is not None or k not in RUNTIME_KEYS}
+        misplaced = [k for k in options if k in SEARCH_KEYS]
+        if misplaced:
+            raise StageConfigError(f"{misplaced[0]!r} is an encoder search setting, not a stage option: pass it to compress (codec.compress(image, {misplaced[0]}=...), --{misplaced[0]})")
         if quality is not None:
             options.update(quality_option(names["quantizer"], quality, options))
         routed = route_options(names, options)
@@ -272,26 +291,35 @@ class Codec:
 
     # --- compression ----------------------------------------------------------------
     @overload
-    def compress(self, image: ImageLike, *, return_result: Literal[False] = ...) -> bytes: ...
+    def compress(self, image: ImageLike, *, return_result: Literal[False] = ..., **search: Any) -> bytes: ...
     @overload
-    def compress(self, image: ImageLike, *, return_result: Literal[True]) -> CompressResult: ...
-    def compress(self, image: ImageLike, *, return_result: bool = False) -> bytes | CompressResult:
+    def compress(self, image: ImageLike, *, return_result: Literal[True], **search: Any) -> CompressResult: ...
+    def compress(self, image: ImageLike, *, return_result: bool = False, **search: Any) -> bytes | CompressResult:
         """Image (path, PIL image, numpy array or float tensor in [0, 1]) -> stream bytes
-        (a :class:`CompressResult` with ``return_result``)."""
-        return self.compress_many([image], return_result=return_result)[0]  # type: ignore[call-overload, no-any-return]
+        (a :class:`CompressResult` with ``return_result``).
+
+        Encoder search (:mod:`latentcodec.rdo`; the stream and its decoding are unchanged):
+        ``effort`` 0..3 or ``"max"`` (0, the default: the plain encoder, byte for byte),
+        ``lmbda`` (weight of the distortion relative to the plain encode's, in
+        ``lmbda * D / D0 + bpp``; default 0.1, 0.05 for ``mix``), ``distortion`` (``"mse"``,
+        ``"ms-ssim"``, ``"mix"``), ``progress`` (a tqdm bar on stderr).
+        """
+        return self.compress_many([image], return_result=return_result, **search)[0]  # type: ignore[call-overload, no-any-return]
 
     @overload
-    def compress_many(self, images: Sequence[ImageLike], *, batch_size: int | None = ..., return_result: Literal[False] = ...) -> list[bytes]: ...
+    def compress_many(self, images: Sequence[ImageLike], *, batch_size: int | None = ..., return_result: Literal[False] = ..., **search: Any) -> list[bytes]: ...
     @overload
-    def compress_many(self, images: Sequence[ImageLike], *, batch_size: int | None = ..., return_result: Literal[True]) -> list[CompressResult]: ...
+    def compress_many(self, images: Sequence[ImageLike], *, batch_size: int | None = ..., return_result: Literal[True], **search: Any) -> list[CompressResult]: ...
     def compress_many(
-        self, images: Sequence[ImageLike], *, batch_size: int | None = None, return_result: bool = False
+        self, images: Sequence[ImageLike], *, batch_size: int | None = None, return_result: bool = False, **search: Any
     ) -> list[bytes] | list[CompressResult]:
-        """Compress several images, byte-identical to one :meth:`compress` each (see the module docstring)."""
+        """Compress several images, byte-identical to one :meth:`compress` each (see the module
+        docstring); ``search`` as for :meth:`compress`."""
+        settings = search_settings(**search)
         tensors = [self.load_image(im) for im in images]
         latents = self.analyse(tensors, batch_size=batch_size)
         return [
-            self.compress_latent(z, (int(t.shape[-1]), int(t.shape[-2])), return_result=return_result)  # type: ignore[call-overload]
+            self.compress_latent(z, (int(t.shape[-1]), int(t.shape[-2])), return_result=return_result, image=t, search=settings)  # type: ignore[call-overload]
             for t, z in zip(tensors, latents, strict=True)
         ]
 
@@ -349,17 +377,40 @@ class Codec:
         return out  # type: ignore[return-value]
 
     @overload
-    def compress_latent(self, latent: np.ndarray, image_size: tuple[int, int], *, return_result: Literal[False] = ...) -> bytes: ...
+    def compress_latent(
+        self, latent: np.ndarray, image_size: tuple[int, int], *, return_result: Literal[False] = ..., image: "torch.Tensor | None" = ..., search: "SearchSettings | None" = ...
+    ) -> bytes: ...
     @overload
-    def compress_latent(self, latent: np.ndarray, image_size: tuple[int, int], *, return_result: Literal[True]) -> CompressResult: ...
-    def compress_latent(self, latent: np.ndarray, image_size: tuple[int, int], *, return_result: bool = False) -> bytes | CompressResult:
-        """Quantize and code a latent ``(C, h, w)`` for an image of ``(width, height)``."""
+    def compress_latent(
+        self, latent: np.ndarray, image_size: tuple[int, int], *, return_result: Literal[True], image: "torch.Tensor | None" = ..., search: "SearchSettings | None" = ...
+    ) -> CompressResult: ...
+    def compress_latent(
+        self,
+        latent: np.ndarray,
+        image_size: tuple[int, int],
+        *,
+        return_result: bool = False,
+        image: "torch.Tensor | None" = None,
+        search: "SearchSettings | None" = None,
+    ) -> bytes | CompressResult:
+        """Quantize and code a latent ``(C, h, w)`` for an image of ``(width, height)``.
+
+        With ``search`` (:func:`search_settings`) at an effort above 0, the latent is first
+        searched through the decoder towards ``image`` (the ``(1, 3, H, W)`` tensor it is the
+        analysis of; :func:`latentcodec.rdo.encode.search_latent`).
+        """
         latent = np.asarray(latent, dtype=np.float32)
         width, height = image_size
         f = self.transform.downsampling_factor
         expected = (self.transform.latent_channels, -(-height // f), -(-width // f))
         if latent.shape != expected:
             raise StageInputError(f"latent shape {latent.shape} does not match {expected} for a {width}x{height} image")
+        if search is not None and search.steps:
+            from .rdo.encode import search_latent
+
+            if image is None or tuple(image.shape[-2:]) != (height, width):
+                raise StageInputError(f"effort {search.effort} searches through the decoder: pass the {width}x{height} image the latent came from")
+            latent = search_latent(self, image, latent, search)
         q = self.quantizer.quantize(latent)
         if q.symbols.shape != self.quantizer.symbol_shape(latent.shape):
             raise StageInputError(f"quantizer {self.quantizer.name!r} changed the latent shape")

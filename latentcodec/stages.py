@@ -24,6 +24,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from .rate import RateParameter
+    from .rdo.grid import LatentGrid
+    from .rdo.rate import RateModel
 
 StageKind = Literal["transform", "quantizer", "entropy_coder", "refiner"]
 STAGE_KINDS: tuple[StageKind, ...] = ("transform", "quantizer", "entropy_coder", "refiner")
@@ -146,6 +148,36 @@ class Transform(Stage):
     def fingerprint(self) -> bytes:
         """Four bytes identifying the weights; stored in the stream."""
 
+    # --- encoder search (optional; :mod:`latentcodec.rdo`) ----------------------------
+    #: Whether :meth:`differentiable_synthesis` gives gradients.  Only such a transform lets
+    #: the encoder search the latent through its decoder (``effort > 0``); the others get a
+    #: one-line error naming the effort option, never a silent fallback.
+    differentiable: ClassVar[bool] = False
+
+    def differentiable_synthesis(self, latent: "torch.Tensor") -> "torch.Tensor":
+        """:meth:`synthesis` with gradients with respect to ``latent`` ``(B, C, h, w)``.
+
+        Runs on :attr:`compute_device` in the transform's own precision (``latent`` is moved
+        there) and returns a float image in [0, 1] on that device, clamped like the real
+        decode and computed the same way (tiles included), since the search optimises what
+        the decoder will show.  Must not switch gradients off (no ``inference_mode``).
+        """
+        raise StageConfigError(f"transform {self.name!r} cannot give gradients")
+
+    @property
+    def compute_device(self) -> "torch.device":
+        """Where the transform computes (the search puts its tensors there); the CPU by default."""
+        import torch
+
+        return torch.device("cpu")
+
+    @property
+    def compute_dtype(self) -> "torch.dtype":
+        """The transform's own precision (the search autocasts to bf16 only from float32)."""
+        import torch
+
+        return torch.float32
+
 
 @dataclass(frozen=True)
 class Quantized:
@@ -179,6 +211,14 @@ class Quantizer(Stage):
         """Shape of the symbols for a latent of ``latent_shape`` (a palette has one per pixel)."""
         return tuple(latent_shape)
 
+    def latent_grid(self) -> "LatentGrid | None":
+        """The quantizer as an affine scalar grid in step units, for the encoder's search
+        (:class:`latentcodec.rdo.LatentGrid`): ``quantize`` must give ``grid.hard(grid.to_units(latent))``
+        and ``dequantize`` its ``to_latent``.  None (the default): no differentiable proxy,
+        so ``effort > 0`` is refused with a one-line error.
+        """
+        return None
+
 
 class EntropyCoder(Stage):
     """Lossless coding of an int32 symbol array."""
@@ -192,6 +232,15 @@ class EntropyCoder(Stage):
     @abstractmethod
     def decode(self, data: bytes, shape: tuple[int, ...]) -> np.ndarray:
         """Return exactly the int32 array that was encoded, given its shape."""
+
+    def rate_model(self, device: "torch.device") -> "RateModel | None":
+        """A differentiable estimate of this coder's bits for the encoder's search, with its
+        tensors on ``device`` (:class:`latentcodec.rdo.rate.RateModel`: ``begin(y0)`` and
+        ``bits(y_hat, step)`` on float symbols ``(1, C, h, w)``).  It only steers the search:
+        the stream is always this coder's real output.  None (the default): ``effort > 0`` is
+        refused with a one-line error.
+        """
+        return None
 
 
 @dataclass

@@ -98,3 +98,9 @@ class ANSCoder(EntropyCoder):
         if not decoder.is_empty():
             raise CorruptStreamError("ans: payload has data left over after the last symbol")
         return out.reshape(tuple(int(n) for n in shape))
+
+    def rate_model(self, device: Any) -> Any:
+        """A per-channel histogram proxy of the bits (:class:`latentcodec.rdo.rate_histogram.HistogramRate`)."""
+        from ..rdo.rate_histogram import HistogramRate
+
+        return HistogramRate()

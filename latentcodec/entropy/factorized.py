@@ -7,7 +7,7 @@ names them by content hash (see :mod:`latentcodec.entropy.priors`).
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -67,3 +67,9 @@ class ANSFactorizedCoder(PriorTableCoder):
         values = dec.part(ids, self.tables)
         dec.finish()
         return values.reshape(ids.shape).astype(np.int32)
+
+    def rate_model(self, device: Any) -> Any:
+        """Its integer tables, linear between integers (:class:`latentcodec.rdo.rate_tables.TableRate`)."""
+        from ..rdo.rate_tables import TableRate
+
+        return TableRate(self.tables, device)

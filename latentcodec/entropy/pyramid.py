@@ -18,7 +18,7 @@ probability tables are integer tables from a shipped file identified by hash.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -211,3 +211,9 @@ class ANSContextCoder(PriorTableCoder):
         if np.abs(x).max(initial=0) > np.iinfo(np.int32).max:
             raise CorruptStreamError(f"{self.name}: decoded symbols out of range")
         return x.astype(np.int32)
+
+    def rate_model(self, device: Any) -> Any:
+        """A per-channel histogram proxy of the bits (:class:`latentcodec.rdo.rate_histogram.HistogramRate`)."""
+        from ..rdo.rate_histogram import HistogramRate
+
+        return HistogramRate()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zlib
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -64,3 +64,9 @@ class ZlibCoder(EntropyCoder):
         if values.size and (values.max() > np.iinfo(np.int32).max or values.min() < np.iinfo(np.int32).min):
             raise CorruptStreamError("zlib: symbols out of range")
         return values.astype(np.int32).reshape(shape)
+
+    def rate_model(self, device: Any) -> Any:
+        """A per-channel histogram proxy of the bits (:class:`latentcodec.rdo.rate_histogram.HistogramRate`)."""
+        from ..rdo.rate_histogram import HistogramRate
+
+        return HistogramRate()

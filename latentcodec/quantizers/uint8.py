@@ -83,6 +83,12 @@ class Uint8Quantizer(Quantizer):
     def residual_std(self, side_info: bytes = b"") -> float:
         return self.level_step / math.sqrt(12.0)
 
+    def latent_grid(self) -> Any:
+        """Bühlmann's grid as a :class:`latentcodec.rdo.LatentGrid` (the encoder's search)."""
+        from ..rdo.grid import LatentGrid
+
+        return LatentGrid.uint8(self.half_range)
+
     def wire_params(self) -> bytes:
         return pack_float_or_default(self.half_range, DEFAULT_HALF_RANGE)
 

@@ -61,6 +61,12 @@ class UniformQuantizer(Quantizer):
     def residual_std(self, side_info: bytes = b"") -> float:
         return self.step / math.sqrt(12.0)
 
+    def latent_grid(self) -> Any:
+        """``round(latent / step)`` as a :class:`latentcodec.rdo.LatentGrid` (the encoder's search)."""
+        from ..rdo.grid import LatentGrid
+
+        return LatentGrid.uniform(self.step)
+
     def wire_params(self) -> bytes:
         return pack_float_or_default(self.step, DEFAULT_STEP)
 

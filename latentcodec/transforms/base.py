@@ -122,16 +122,42 @@ class TorchAutoencoderTransform(Transform):
     def _tiles(self, pixels: int) -> bool:
         return pixels > self.tile_pixels
 
-    def synthesis(self, latent: torch.Tensor) -> torch.Tensor:
-        import torch
-
+    def _latent_in(self, latent: torch.Tensor) -> torch.Tensor:
         if latent.dim() != 4 or latent.shape[1] != self.latent_channels:
             raise StageInputError(
                 f"{self.name}: expected a latent (B, {self.latent_channels}, h, w), got {tuple(latent.shape)}"
             )
-        z = latent.to(self._torch_device, self._torch_dtype)
+        return latent.to(self._torch_device, self._torch_dtype)
+
+    def _decode_tiled(self, z: torch.Tensor) -> Any:
         f = self.downsampling_factor
-        with torch.inference_mode(), _tiled(self.module, self._tiles(z.shape[-2] * z.shape[-1] * f * f)):
+        return _tiled(self.module, self._tiles(z.shape[-2] * z.shape[-1] * f * f))
+
+    def synthesis(self, latent: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        z = self._latent_in(latent)
+        with torch.inference_mode(), self._decode_tiled(z):
             x = self._decode(self.module, z).float()
             # in place: a 4096 x 4096 image is 200 MB per float copy
             return x.add_(1.0).mul_(0.5).clamp_(0.0, 1.0).to("cpu")
+
+    # --- encoder search (latentcodec.rdo) ---------------------------------------------
+    differentiable: ClassVar[bool] = True
+
+    def differentiable_synthesis(self, latent: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        z = self._latent_in(latent)
+        if z.device.type == "cpu":
+            z = z.contiguous(memory_format=torch.channels_last)  # as the module's weights
+        with self._decode_tiled(z):
+            return ((self._decode(self.module, z).float() + 1.0) / 2.0).clamp(0.0, 1.0)
+
+    @property
+    def compute_device(self) -> torch.device:
+        return self._torch_device
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        return self._torch_dtype

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -146,3 +146,9 @@ class ANSHyperpriorCoder(PriorTableCoder):
         if np.abs(y).max(initial=0) > (1 << 30):
             raise CorruptStreamError(f"{self.name}: decoded symbol out of range")
         return y.astype(np.int32)
+
+    def rate_model(self, device: Any) -> Any:
+        """The float twin of its networks (:class:`latentcodec.rdo.rate_hyperprior.HyperpriorRate`)."""
+        from ...rdo.rate_hyperprior import HyperpriorRate
+
+        return HyperpriorRate(self, device)

@@ -24,6 +24,7 @@ import numpy as np
 from .fixed_point import ACT_BITS
 
 if TYPE_CHECKING:
+    from ..priors import TableSet
     from .model import HyperpriorModel
 
 
@@ -63,7 +64,12 @@ def float_twin(model: HyperpriorModel) -> tuple[Any, Any]:
 def z_cost_table(model: HyperpriorModel) -> tuple[np.ndarray, int]:
     """Bits of every integer ``z`` value per channel, ``(Cz, K)`` starting at the returned
     value; the first and last columns are the escape cost (anything outside the tables)."""
-    ts = model.z_tables
+    return table_cost(model.z_tables)
+
+
+def table_cost(ts: TableSet) -> tuple[np.ndarray, int]:
+    """Bits of every integer value under each table of ``ts``, ``(T, K)`` starting at the
+    returned value; the first and last columns are the escape cost (anything outside the tables)."""
     lo = int((ts.lo).min()) - 1
     hi = int((ts.lo + ts.n - 2).max()) + 1
     cost = np.empty((len(ts.n), hi - lo + 1))
@@ -76,6 +82,61 @@ def z_cost_table(model: HyperpriorModel) -> tuple[np.ndarray, int]:
     return cost, lo
 
 
+def interpolated_bits(cost: Any, lo: int, values: Any) -> Any:
+    """Bits of ``values`` ``(T, ...)`` under the cost table ``(T, K)`` of :func:`table_cost`
+    (a float tensor), linear between integers so that it has a gradient; clamped to the table."""
+    k = cost.shape[1]
+    x = (values - lo).clamp(0, k - 1.001).flatten(1)
+    i = x.floor().long()
+    f = x - i
+    return ((1 - f) * cost.gather(1, i) + f * cost.gather(1, i + 1)).sum()
+
+
+class FloatTwin:
+    """The float twin of a prior's decoder networks on one device, as differentiable code lengths.
+
+    ``y_bits(y, z)``: bits of the symbols ``y`` ``(1, C, h, w)`` under the Gaussians the
+    hyper-synthesis of ``z`` and the context passes (teacher forced on ``y``) predict;
+    ``z_bits(z)``: bits of ``z`` ``(1, Cz, hz, wz)`` under the z tables, linear between
+    integers.  Used by :func:`refine_z` and by the encoder's latent search (:mod:`latentcodec.rdo`).
+    """
+
+    def __init__(self, model: HyperpriorModel, device: Any) -> None:
+        import torch
+
+        from . import synthesis as hp
+
+        self.h_s, self.ctx = (m.to(device).requires_grad_(False) if m is not None else None for m in float_twin(model))
+        cost, self.z_lo = z_cost_table(model)
+        self.z_cost = torch.from_numpy(cost.astype(np.float32)).to(device)
+        self.ls_lo = hp.LOG_SCALE_MIN_F
+        self.ls_hi = hp.LOG_SCALE_MIN_F + hp.LOG_SCALE_STEP_F * (hp.NUM_SCALES - 1)
+        self.order = list(model.context.order) if model.context is not None else []
+        self.phases = model.context.phases if model.context is not None else 0
+        self.all_hyper = model.context.all_hyper if model.context is not None else False
+
+    def z_bits(self, z: Any) -> Any:
+        return interpolated_bits(self.z_cost, self.z_lo, z[0])
+
+    def y_bits_map(self, y: Any, z: Any) -> Any:
+        """Bits of every symbol of ``y``, ``(1, C, h, w)``."""
+        import torch
+
+        from .context import torch_context_forward
+
+        h, w = y.shape[-2:]
+        mu, ls = self.h_s(z).chunk(2, dim=1)
+        mu, ls = mu[..., :h, :w], ls[..., :h, :w]
+        if self.ctx is not None:
+            mu, ls = torch_context_forward(self.ctx, y, mu, ls, self.phases, self.order, self.all_hyper)
+        s = torch.exp(ls.clamp(self.ls_lo, self.ls_hi)) * 2.0**0.5
+        p = 0.5 * (torch.erf((y + 0.5 - mu) / s) - torch.erf((y - 0.5 - mu) / s))
+        return -torch.log2(p.clamp_min(1e-9))
+
+    def y_bits(self, y: Any, z: Any) -> Any:
+        return self.y_bits_map(y, z).sum()
+
+
 def refine_z(model: HyperpriorModel, y: np.ndarray, z_start: Any, steps: int, lr: float = 0.2) -> np.ndarray:
     """The integer ``z`` with the smallest estimated code length seen in ``steps`` Adam steps.
 
@@ -85,53 +146,22 @@ def refine_z(model: HyperpriorModel, y: np.ndarray, z_start: Any, steps: int, lr
     """
     import torch
 
-    from . import synthesis as hp
-    from .context import torch_context_forward
-
     dev = z_start.device
     with torch.inference_mode(False), torch.enable_grad():
-        h_s, ctx = (m.to(dev) if m is not None else None for m in float_twin(model))
-        for m in (h_s, ctx):
-            if m is not None:
-                m.requires_grad_(False)
-        h, w = (int(n) for n in y.shape[1:])
+        twin = FloatTwin(model, dev)
         yt = torch.from_numpy(np.asarray(y, dtype=np.float32)).to(dev)[None]
-        cost, lo = z_cost_table(model)
-        cost_t = torch.from_numpy(cost.astype(np.float32)).to(dev)
-        k = cost.shape[1]
-        lo_ls = hp.LOG_SCALE_MIN_F
-        hi_ls = hp.LOG_SCALE_MIN_F + hp.LOG_SCALE_STEP_F * (hp.NUM_SCALES - 1)
-        order = list(model.context.order) if model.context is not None else []
-        phases = model.context.phases if model.context is not None else 0
-        all_hyper = model.context.all_hyper if model.context is not None else False
-
-        def z_bits(zv: Any) -> Any:
-            x = (zv[0] - lo).clamp(0, k - 1.001).flatten(1)  # (Cz, n), linear between integers
-            i = x.floor().long()
-            f = x - i
-            return ((1 - f) * cost_t.gather(1, i) + f * cost_t.gather(1, i + 1)).sum()
-
-        def y_bits(zr: Any) -> Any:
-            mu, ls = h_s(zr).chunk(2, dim=1)
-            mu, ls = mu[..., :h, :w], ls[..., :h, :w]
-            if ctx is not None:
-                mu, ls = torch_context_forward(ctx, yt, mu, ls, phases, order, all_hyper)
-            s = torch.exp(ls.clamp(lo_ls, hi_ls)) * 2.0**0.5
-            p = 0.5 * (torch.erf((yt + 0.5 - mu) / s) - torch.erf((yt - 0.5 - mu) / s))
-            return -torch.log2(p.clamp_min(1e-9)).sum()
-
         z = z_start.detach().float().clone().requires_grad_(True)
         opt = torch.optim.Adam([z], lr=lr)
         best, best_z = float("inf"), torch.round(z.detach())
         for step in range(steps + 1):
             zr = z + (torch.round(z) - z).detach()  # straight-through rounding
-            ybits = y_bits(zr)
-            estimate = float(ybits.detach() + z_bits(zr.detach()))
+            ybits = twin.y_bits(yt, zr)
+            estimate = float(ybits.detach() + twin.z_bits(zr.detach()))
             if estimate < best:
                 best, best_z = estimate, torch.round(z.detach())
             if step == steps:
                 break
             opt.zero_grad()
-            (ybits + z_bits(z)).backward()
+            (ybits + twin.z_bits(z)).backward()
             opt.step()
     return best_z[0].clamp(-(1 << 15), 1 << 15).to("cpu").numpy().astype(np.int64)
