@@ -60,6 +60,7 @@ from .imageio.files import encode_image
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
+    from PIL import Image
 
     from .codec import Codec, CompressResult
 
@@ -173,8 +174,21 @@ def read_input(path: str) -> bytes:
         raise StreamError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
+def open_image_bytes(data: bytes, what: str) -> "Image.Image":
+    """An encoded image held in memory, opened (not decoded) like a file, so its ICC profile,
+    EXIF orientation and 16-bit samples are read as from a path; :class:`ImageReadError` if it is none."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        return Image.open(io.BytesIO(data))
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise ImageReadError(f"cannot read {what} as an image: {exc}") from exc
+
+
 def _write_output(path: str, data: bytes, *, force: bool) -> None:
     if path == STDIO:
+        if sys.stdout.isatty():
+            raise BatchPlanError("refusing to write binary data to a terminal; redirect standard output or give -o FILE")
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return
@@ -206,6 +220,10 @@ class _Worker:
     def _failed(self, job: Job, exc: BaseException, seconds: float, found: list[str]) -> Record:
         trace = "".join(tb.format_exception(type(exc), exc, exc.__traceback__)) if self.keep_tracebacks else None
         return Record(job.input, job.output, "failed", seconds=seconds, error=one_line(exc), warnings=found, traceback=trace)
+
+    def _read(self, job: Job) -> bytes:
+        """The input's bytes (a driver that holds them in memory overrides this)."""
+        return read_input(job.input)
 
     def _write(self, job: Job, data: bytes) -> None:
         _write_output(job.output, data, force=self.existing == "overwrite")
@@ -285,13 +303,7 @@ class CompressWorker(_Worker):
             if not os.path.exists(job.input):
                 raise ImageReadError(f"no such image file: {job.input}")
             return self.codec.load_image(job.input)
-        from PIL import Image, UnidentifiedImageError
-
-        try:
-            image = Image.open(io.BytesIO(read_input(STDIO)))
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
-            raise ImageReadError(f"cannot read standard input as an image: {exc}") from exc
-        return self.codec.load_image(image)
+        return self.codec.load_image(open_image_bytes(self._read(job), "standard input"))
 
     def process(self, jobs: Sequence[Job], on_record: Callable[[Record], None] | None = None) -> list[Record]:
         """One record per job, in job order (see the module docstring)."""
@@ -391,7 +403,7 @@ class DecompressWorker(_Worker):
                 t0 = time.perf_counter()
                 try:
                     with _Capture(found):
-                        data = read_input(job.input)
+                        data = self._read(job)
                         image = decompress(data, max_pixels=self.max_pixels, **self.decode_options)
                         self._write(job, encode_image(image, job.output))
                     stream = bitstream.read(data)

@@ -192,7 +192,7 @@ def _run_jobs(args: argparse.Namespace, worker: Any, jobs: list[Any], single: bo
             say(f"latentcodec: error: {'' if r.input in error else prefix}{error}")
         elif single or args.verbose:
             where = "<stdout>" if r.output == "-" else r.output
-            detail = f"{r.bytes} bytes, {r.bpp:.4f} bpp" if r.bytes is not None else r.status
+            detail = f"{'from ' if verb == 'decompress' else ''}{r.bytes} bytes, {r.bpp:.4f} bpp" if r.bytes is not None else r.status
             if r.parameter is not None and r.value is not None:
                 detail += f", {r.parameter}={r.value:g}"
             if not args.quiet:

@@ -194,10 +194,14 @@ def test_batch_progress_and_summary_go_to_stderr(tmp_path: Path, kodak_dir: Path
 class _Stdio:
     """A stand-in for sys.stdin / sys.stdout with a binary ``buffer``."""
 
-    def __init__(self, data: bytes = b"") -> None:
+    def __init__(self, data: bytes = b"", tty: bool = False) -> None:
         import io
 
         self.buffer = io.BytesIO(data)
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
 
 
 def test_pipes_put_only_data_on_stdout(tmp_path: Path, kodak_dir: Path, cli_taesd: list[str], monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -223,6 +227,10 @@ def test_pipes_put_only_data_on_stdout(tmp_path: Path, kodak_dir: Path, cli_taes
     monkeypatch.setattr(sys, "stdin", _Stdio(b"not an image"))
     code, _, err = run(["compress", "-", "-o", str(tmp_path / "y.lc"), *cli_taesd], capsys)
     assert code == 1 and err.count("\n") == 1 and "standard input" in err
+    monkeypatch.setattr(sys, "stdin", _Stdio(src.read_bytes()))
+    monkeypatch.setattr(sys, "stdout", _Stdio(tty=True))
+    assert main(["compress", "-", "-o", "-", *cli_taesd]) == 1  # binary data never goes to a terminal
+    assert "terminal" in capsys.readouterr().err and sys.stdout.buffer.getvalue() == b""
 
 
 def test_quality_and_chain_config_flags(tmp_path: Path, cli_taesd: list[str], taesd_dir: Path, capsys) -> None:  # type: ignore[no-untyped-def]

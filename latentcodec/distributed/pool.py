@@ -1,0 +1,189 @@
+"""The actor pool every Ray job here runs on: its settings, the CLI flags that set them, connecting.
+
+One :class:`PoolOptions` describes the pool (actors, CPUs and GPUs per actor, images per
+call, restarts); :func:`map_batches_args` turns it into ``Dataset.map_batches`` arguments,
+so compression, decompression and evaluation schedule the same way.  This module imports
+Ray only inside :func:`connect` and :func:`map_batches_args`: the CLI adds its flags
+without importing Ray.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from ..errors import LatentCodecError
+
+#: Each actor is restarted this many times after its process dies, and a call it had in
+#: flight is retried as often (Ray's ``max_restarts`` / ``max_task_retries``).  Ray Data's
+#: default is forever, which turns an image that kills its worker every time into a hang.
+DEFAULT_RETRIES = 3
+
+
+class DistributedError(LatentCodecError):
+    """Ray is missing, cannot connect, or lost a job beyond its retries."""
+
+
+@dataclass(frozen=True)
+class PoolOptions:
+    """How the actor pool is sized and scheduled (picklable; the CLI builds it from its ``--ray-*`` flags).
+
+    ``actors``: a fixed pool of this many actors (None: as many as the cluster's CPUs, or
+    GPUs with ``num_gpus``, allow, at most one per call).  ``num_gpus`` / ``num_cpus``: what
+    each actor reserves; fractions share a device (0.5: two actors per GPU), and Ray sets
+    the actor's ``CUDA_VISIBLE_DEVICES`` and ``OMP_NUM_THREADS`` from them.  ``batch_size``:
+    images per actor call (None: 8 with GPUs, else 1, so a lost call costs one image on the
+    CPU).  ``max_restarts`` / ``max_task_retries``: see :data:`DEFAULT_RETRIES`.
+    """
+
+    actors: int | None = None
+    num_gpus: float = 0.0
+    num_cpus: float = 1.0
+    batch_size: int | None = None
+    max_restarts: int = DEFAULT_RETRIES
+    max_task_retries: int = DEFAULT_RETRIES
+
+    def images_per_call(self) -> int:
+        return self.batch_size if self.batch_size is not None else (8 if self.num_gpus > 0 else 1)
+
+
+def connect(address: str | None = None, *, quiet: bool = True) -> bool:
+    """``ray.init(address=...)`` unless Ray is already initialised; True if this call started it.
+
+    ``address`` None or ``""``: ``ray.init()`` (a local instance, or the cluster ``RAY_ADDRESS``
+    names); else ``ray.init(address=address)`` (``auto``, ``HOST:6379``, ``ray://HOST:10001``).
+    ``quiet`` keeps the workers' output and Ray's info lines off the terminal.
+    """
+    ray = import_ray()
+    if ray.is_initialized():
+        return False
+    kwargs: dict[str, Any] = {"log_to_driver": not quiet, "logging_level": logging.WARNING if quiet else logging.INFO}
+    if not address:
+        kwargs["include_dashboard"] = False  # only a local instance takes it
+    try:
+        ray.init(address=address or None, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - ConnectionError, ValueError, RuntimeError...: one line
+        raise DistributedError(f"cannot start or reach Ray{f' at {address}' if address else ''}: {exc}") from exc
+    return True
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError as exc:
+        raise DistributedError(f"Ray is not installed ({exc}); pip install 'latentcodec[ray]'") from None
+    return ray
+
+
+def quiet_data() -> None:
+    """Ray Data without its own progress bars and start-up lines (the CLI draws its own bar)."""
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+
+def pool_size(options: PoolOptions, calls: int | None) -> int:
+    """The number of actors: ``options.actors``, else what the cluster's resources fit; at least 1, at most ``calls`` (None: unknown)."""
+    if options.actors is not None:
+        return max(1, min(options.actors, calls)) if calls else options.actors
+    import ray
+
+    resources = ray.cluster_resources()
+    fits = [resources.get("CPU", 1.0) / options.num_cpus] if options.num_cpus > 0 else []
+    if options.num_gpus > 0:
+        fits.append(resources.get("GPU", 0.0) / options.num_gpus)
+    size = int(math.floor(min(fits))) if fits else 1
+    if options.num_gpus > 0 and size < 1:
+        raise DistributedError(f"the cluster has {resources.get('GPU', 0):g} GPUs; an actor needs {options.num_gpus:g}")
+    return max(1, min(size, calls) if calls else size)
+
+
+def map_batches_args(options: PoolOptions, calls: int | None) -> dict[str, Any]:
+    """``Dataset.map_batches`` keyword arguments for a callable class on this pool."""
+    from ray.data import ActorPoolStrategy
+
+    return {
+        "compute": ActorPoolStrategy(size=pool_size(options, calls)),
+        "batch_size": options.images_per_call(),
+        "num_cpus": options.num_cpus,
+        "num_gpus": options.num_gpus or None,
+        "max_restarts": options.max_restarts,
+        "max_task_retries": options.max_task_retries,
+    }
+
+
+def driver_cwd() -> str:
+    """The folder relative paths mean: each actor works there when its node has it (a shared filesystem)."""
+    return os.getcwd()
+
+
+def enter_driver_cwd(cwd: str | None) -> None:
+    """In an actor: use the driver's folder for relative paths, where this node has it."""
+    if cwd and os.path.isdir(cwd):
+        os.chdir(cwd)
+
+
+# --- the CLI flags ------------------------------------------------------------------------
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _amount(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """``--ray [ADDRESS]`` and the ``--ray-*`` pool flags (see README, 'Datasets on Ray')."""
+    g = p.add_argument_group("Ray (pip install 'latentcodec[ray]')")
+    g.add_argument(
+        "--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+        help="run on a Ray actor pool: a local instance, or the cluster at ADDRESS (auto, HOST:6379, ray://HOST:10001)",
+    )
+    g.add_argument("--ray-actors", type=_count, metavar="N", help="actors in the pool, each loading the models once (default: as many as the CPUs, or GPUs, allow)")
+    g.add_argument("--ray-gpus-per-actor", type=_amount, default=0.0, metavar="X", help="GPUs each actor reserves; 0.5 puts two actors on a GPU (default 0: CPU)")
+    g.add_argument("--ray-cpus-per-actor", type=_amount, default=1.0, metavar="X", help="CPUs each actor reserves, also its torch threads (default 1)")
+    g.add_argument("--ray-retries", type=int, default=DEFAULT_RETRIES, metavar="N", help=f"restarts of a dead actor and retries of its lost images before they are reported failed (default {DEFAULT_RETRIES})")
+
+
+def options_from_args(args: argparse.Namespace, *, batch_size: int | None = None) -> PoolOptions:
+    """The :class:`PoolOptions` of parsed ``--ray-*`` flags."""
+    retries = max(0, args.ray_retries)
+    return PoolOptions(
+        actors=args.ray_actors, num_gpus=args.ray_gpus_per_actor, num_cpus=args.ray_cpus_per_actor,
+        batch_size=batch_size, max_restarts=retries, max_task_retries=retries,
+    )
+
+
+@contextmanager
+def session(address: str | None, *, quiet: bool = True) -> Iterator[None]:
+    """:func:`connect` for the length of a command; shuts Ray down after if it started it here."""
+    started = connect(address, quiet=quiet)
+    try:
+        quiet_data()
+        yield
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
