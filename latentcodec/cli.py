@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import time
 import traceback
 import warnings
@@ -288,6 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .runtime import quiet_libraries
 
         quiet_libraries()
+        previous = _terminate_as_interrupt()
         try:
             return COMMANDS[args.command](args)
         except KeyboardInterrupt:
@@ -301,6 +304,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                 traceback.print_exc(file=sys.stderr)
             print(f"latentcodec: error: {one_line(exc)}", file=sys.stderr)
             return EXIT_ERROR
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate_as_interrupt() -> Any:
+    """``kill PID`` (SIGTERM) stops a run like Ctrl-C: the ``finally`` blocks of the atomic
+    writes remove their temporary files, so a killed batch leaves no partial output.
+    Returns the previous handler (None off the main thread, where handlers cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, interrupt)
 
 
 if __name__ == "__main__":  # pragma: no cover

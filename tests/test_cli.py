@@ -368,3 +368,40 @@ def test_instant_commands_do_not_import_torch(argv: list[str], tmp_path: Path, k
     proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert proc.stderr.strip().splitlines()[-1] in ("NO-TORCH 0", "NO-TORCH None"), proc.stderr
     assert proc.stdout.strip()
+
+
+def test_batch_killed_midway_resumes_with_skip_existing(tmp_path: Path, kodak_dir: Path, taesd_dir: Path, cli_taesd: list[str], capsys) -> None:  # type: ignore[no-untyped-def]
+    """SIGTERM in the middle of a batch: no partial or temporary file; a rerun with
+    --skip-existing completes it, each stream equal to an uninterrupted run's."""
+    import signal
+    import time
+
+    from latentcodec import bitstream
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, name in enumerate(sorted(p.name for p in kodak_dir.glob("*.png"))[:8]):
+        Image.open(kodak_dir / name).crop((0, 0, 192, 192)).save(photos / f"{i:02d}.png")
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "latentcodec", "compress", str(photos), "-o", str(out), "--model", str(taesd_dir), "--device", "cpu", "--quiet"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and not list(out.glob("*.lc")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    finished = sorted(p.name for p in out.glob("*.lc"))
+    assert proc.returncode == 130 and err.strip().endswith("latentcodec: interrupted"), err
+    assert 1 <= len(finished) < 8, finished  # killed midway
+    assert not [p for p in tmp_path.rglob(".*")]  # no temporary files left
+    for name in finished:
+        bitstream.read((out / name).read_bytes())  # every file there is complete (CRC checked)
+    resumed = subprocess.run([*args, "--skip-existing", "--manifest", str(tmp_path / "m.jsonl")], env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    statuses = [json.loads(line)["status"] for line in (tmp_path / "m.jsonl").read_text().splitlines()]
+    assert statuses.count("skipped") == len(finished) and statuses.count("ok") == 8 - len(finished)
+    whole = tmp_path / "whole"
+    assert run(["compress", str(photos), "-o", str(whole), "--quiet", *cli_taesd], capsys)[0] == 0
+    for p in sorted(whole.glob("*.lc")):
+        assert (out / p.name).read_bytes() == p.read_bytes(), p.name
