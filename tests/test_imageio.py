@@ -795,7 +795,8 @@ def test_image_suffixes_are_all_openable_here() -> None:
     registered = Image.registered_extensions()
     for suffix in IMAGE_SUFFIXES:
         assert registered.get(suffix) in Image.OPEN, suffix
-    assert ".jxl" not in IMAGE_SUFFIXES and registered.get(".jxl") is None
+    # JPEG XL opens only once pillow-jxl-plugin is imported (the metrics extra), so it is no default suffix
+    assert ".jxl" not in IMAGE_SUFFIXES
 
 
 def test_list_images(tmp_path: Path) -> None:
