@@ -13,6 +13,11 @@ CPU), but only where that gives bit-identical latents to one image at a time: th
 batch of each shape and size is checked against a single-image analysis, and where they
 differ the images are analysed one at a time from then on.  So ``compress_many(images)
 == [compress(im) for im in images]``, byte for byte, on every device.
+
+Why one module of about 500 lines: it is one class, and about a fifth of it is the
+``@overload`` stubs that give ``compress`` / ``decompress`` their precise return types;
+option routing, stream decoding, the encoder search and ``info`` live elsewhere
+(:mod:`.options`, :mod:`.decoding`, :mod:`.rdo`, :mod:`.info`).
 """
 
 from __future__ import annotations
