@@ -32,7 +32,7 @@ import numpy as np
 from .. import batch
 from ..batch import Job, Record
 from ..errors import StageConfigError
-from .pool import PoolOptions, driver_cwd, enter_driver_cwd, map_batches_args
+from .pool import PoolOptions, driver_cwd, enter_driver_cwd, map_batches
 
 if TYPE_CHECKING:  # pragma: no cover
     import ray.data
@@ -135,7 +135,6 @@ class _DatasetActor:
 
 def _arrays(pngs: list[bytes | None]) -> np.ndarray:
     """Decoded PNGs as uint8 arrays; a failed row gets an empty ``(0, 0, 3)`` one (Ray's tensors have no nulls)."""
-    from PIL import Image
 
     out = np.empty(len(pngs), dtype=object)
     for n, png in enumerate(pngs):
@@ -198,10 +197,7 @@ def compress_dataset(
     settings = _pool(pool, batch_size, concurrency, num_gpus, num_cpus)
     worker_options = {"batch_size": batch_size, "target_bytes": target_bytes, "target_bpp": target_bpp}
     spec = {"codec": config, "options": worker_options}
-    return ds.map_batches(
-        _DatasetActor, fn_constructor_kwargs={"mode": "compress", "spec": spec, "cwd": driver_cwd()},
-        **map_batches_args(settings, None),
-    )  # fmt: skip
+    return map_batches(ds, _DatasetActor, {"mode": "compress", "spec": spec, "cwd": driver_cwd()}, settings, None, upstream_tasks=True)
 
 
 def decompress_dataset(
@@ -228,7 +224,5 @@ def decompress_dataset(
     settings = _pool(pool, batch_size, concurrency, num_gpus, num_cpus)
     runtime = {k: v for k, v in (("model", model), ("device", device)) if v is not None}
     spec = {"codec": None, "options": {**runtime, **decode_options}}
-    return ds.map_batches(
-        _DatasetActor, fn_constructor_kwargs={"mode": "decompress", "spec": spec, "cwd": driver_cwd(), "image_format": format},
-        **map_batches_args(settings, None),
-    )  # fmt: skip
+    constructor = {"mode": "decompress", "spec": spec, "cwd": driver_cwd(), "image_format": format}
+    return map_batches(ds, _DatasetActor, constructor, settings, None, upstream_tasks=True)

@@ -15,8 +15,7 @@ import pickle
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..errors import one_line
-from .pool import PoolOptions, driver_cwd, enter_driver_cwd, map_batches_args
+from .pool import PoolOptions, brief, driver_cwd, enter_driver_cwd, lose_blocks_not_jobs, map_batches
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..eval.per_image import EvalSpec, ImageResult
@@ -60,18 +59,19 @@ def evaluate(settings: "EvalSettings", pool: PoolOptions | None = None) -> "Eval
         per_call = pool.images_per_call()
         calls = -(-len(plan.images) // per_call)
         rows = [{"index": i, "path": str(path)} for i, path in enumerate(plan.images)]
-        ds = ray.data.from_items(rows, override_num_blocks=calls).map_batches(
-            _EvalActor, fn_constructor_kwargs={"spec": plan.spec, "threads": threads, "cwd": driver_cwd()}, **map_batches_args(pool, calls)
-        )
         with tqdm(total=len(rows), unit="img", desc="eval", disable=not settings.progress, dynamic_ncols=True) as bar:
             try:
-                for row in ds.iter_rows():
-                    results[int(row["index"])] = pickle.loads(row["result"])  # noqa: S301 - our own actors' results
-                    bar.update(1)
+                with lose_blocks_not_jobs():  # an image whose worker died beyond the retries is lost, not the run
+                    source = ray.data.from_items(rows, override_num_blocks=calls)
+                    ds = map_batches(source, _EvalActor, {"spec": plan.spec, "threads": threads, "cwd": driver_cwd()}, pool, calls)
+                    for row in ds.iter_rows():
+                        results[int(row["index"])] = pickle.loads(row["result"])  # noqa: S301 - our own actors' results
+                        bar.update(1)
             except Exception as exc:  # noqa: BLE001 - the images left are listed as failures
-                lost = one_line(exc)
+                lost = brief(exc)
+    why = lost or "its worker process died, and so did every retry"
     ordered = [
-        r if r is not None else ImageResult(str(path), failures=[f"{path.name}: lost with a Ray worker: {lost or 'no result came back'}"])
+        r if r is not None else ImageResult(str(path), failures=[f"{path.name}: lost with a Ray worker: {why}"])
         for r, path in zip(results, plan.images, strict=True)
     ]
     return finish(plan, merge(ordered, plan.spec.codecs), threads=threads, start=start)

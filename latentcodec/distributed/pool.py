@@ -1,10 +1,9 @@
 """The actor pool every Ray job here runs on: its settings, the CLI flags that set them, connecting.
 
 One :class:`PoolOptions` describes the pool (actors, CPUs and GPUs per actor, images per
-call, restarts); :func:`map_batches_args` turns it into ``Dataset.map_batches`` arguments,
-so compression, decompression and evaluation schedule the same way.  This module imports
-Ray only inside :func:`connect` and :func:`map_batches_args`: the CLI adds its flags
-without importing Ray.
+call, restarts); :func:`map_batches` applies it to a dataset, so compression, decompression and evaluation
+schedule the same way.  This module imports Ray only inside functions: the CLI adds its
+flags without importing Ray.
 """
 
 from __future__ import annotations
@@ -13,11 +12,12 @@ import argparse
 import logging
 import math
 import os
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from ..errors import LatentCodecError
+from ..errors import LatentCodecError, one_line
 
 #: Each actor is restarted this many times after its process dies, and a call it had in
 #: flight is retried as often (Ray's ``max_restarts`` / ``max_task_retries``).  Ray Data's
@@ -91,14 +91,58 @@ def quiet_data() -> None:
     logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 
-def pool_size(options: PoolOptions, calls: int | None) -> int:
-    """The number of actors: ``options.actors``, else what the cluster's resources fit; at least 1, at most ``calls`` (None: unknown)."""
-    if options.actors is not None:
-        return max(1, min(options.actors, calls)) if calls else options.actors
+def brief(exc: BaseException) -> str:
+    """A Ray error in one short line: its type and first sentence (Ray's run on for a paragraph)."""
+    text = one_line(exc)
+    head, sep, _ = text.partition(". ")
+    return head + ("." if sep else "")
+
+
+@contextmanager
+def lose_blocks_not_jobs() -> Iterator[None]:
+    """Ray Data executions that drop a batch whose actor died beyond its retries, and go on.
+
+    By default one such batch aborts the whole execution, and the results of batches
+    already finished but not yet handed to the driver are thrown away with it; here the
+    others go on (``DataContext.max_errored_blocks = -1``) and the caller reports the rows
+    that never came back.  Ray Data's own log line for each dropped batch is silenced: the
+    caller's report names the images instead.
+    """
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    log = logging.getLogger("ray.data")
+    before, level = ctx.max_errored_blocks, log.level
+    ctx.max_errored_blocks = -1
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        ctx.max_errored_blocks = before
+        log.setLevel(level)
+
+
+def pool_size(options: PoolOptions, calls: int | None, *, upstream_tasks: bool = False) -> int:
+    """The number of actors: ``options.actors``, else what the cluster's resources fit; at least 1, at most ``calls`` (None: unknown).
+
+    ``upstream_tasks``: the dataset is produced by tasks (``read_binary_files``, ``read_images``)
+    that need a CPU each while the actors run; by default one CPU is then left to them,
+    else a pool that takes every CPU waits forever for its first rows.
+    """
     import ray
 
     resources = ray.cluster_resources()
-    fits = [resources.get("CPU", 1.0) / options.num_cpus] if options.num_cpus > 0 else []
+    cpus = resources.get("CPU", 1.0)
+    if options.actors is not None:
+        size = max(1, min(options.actors, calls)) if calls else options.actors
+        if upstream_tasks and options.num_cpus > 0 and size * options.num_cpus > cpus - 1:
+            warnings.warn(
+                f"{size} actors of {options.num_cpus:g} CPUs leave less than one of the cluster's {cpus:g} CPUs to the tasks "
+                "that read the dataset; if it stalls, give fewer actors or fewer CPUs per actor",
+                RuntimeWarning, stacklevel=3,
+            )  # fmt: skip
+        return size
+    fits = [(cpus - (1 if upstream_tasks else 0)) / options.num_cpus] if options.num_cpus > 0 else []
     if options.num_gpus > 0:
         fits.append(resources.get("GPU", 0.0) / options.num_gpus)
     size = int(math.floor(min(fits))) if fits else 1
@@ -107,18 +151,30 @@ def pool_size(options: PoolOptions, calls: int | None) -> int:
     return max(1, min(size, calls) if calls else size)
 
 
-def map_batches_args(options: PoolOptions, calls: int | None) -> dict[str, Any]:
-    """``Dataset.map_batches`` keyword arguments for a callable class on this pool."""
+def map_batches(ds: Any, actor: type, constructor: dict[str, Any], options: PoolOptions, calls: int | None, *, upstream_tasks: bool = False) -> Any:
+    """``ds.map_batches(actor, ...)`` on this pool: a fixed number of actors, each built once with ``constructor``.
+
+    Ray Data restarts an actor whose process dies and retries the call it had in flight
+    (``max_restarts`` / ``max_task_retries``, which Ray 2.60 still takes only as remote
+    arguments; its deprecation warning for them is silenced here).  An actor gets its next
+    call only when it has finished the last one, so a process that dies takes no queued
+    images with it: when an image kills its actor every time, only that call is lost and
+    the other actors go on.
+    """
     from ray.data import ActorPoolStrategy
 
-    return {
-        "compute": ActorPoolStrategy(size=pool_size(options, calls)),
-        "batch_size": options.images_per_call(),
-        "num_cpus": options.num_cpus,
-        "num_gpus": options.num_gpus or None,
-        "max_restarts": options.max_restarts,
-        "max_task_retries": options.max_task_retries,
-    }
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+        return ds.map_batches(
+            actor,
+            fn_constructor_kwargs=constructor,
+            compute=ActorPoolStrategy(size=pool_size(options, calls, upstream_tasks=upstream_tasks), max_tasks_in_flight_per_actor=1),
+            batch_size=options.images_per_call(),
+            num_cpus=options.num_cpus,
+            num_gpus=options.num_gpus or None,
+            max_restarts=options.max_restarts,
+            max_task_retries=options.max_task_retries,
+        )
 
 
 def driver_cwd() -> str:
@@ -160,10 +216,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--ray", nargs="?", const="", default=None, metavar="ADDRESS",
         help="run on a Ray actor pool: a local instance, or the cluster at ADDRESS (auto, HOST:6379, ray://HOST:10001)",
     )
-    g.add_argument("--ray-actors", type=_count, metavar="N", help="actors in the pool, each loading the models once (default: as many as the CPUs, or GPUs, allow)")
-    g.add_argument("--ray-gpus-per-actor", type=_amount, default=0.0, metavar="X", help="GPUs each actor reserves; 0.5 puts two actors on a GPU (default 0: CPU)")
+    g.add_argument(
+        "--ray-actors", type=_count, metavar="N",
+        help="actors in the pool, each loading the models once (default: as many as the CPUs, or GPUs, allow)",
+    )
+    g.add_argument(
+        "--ray-gpus-per-actor", "--num-gpus", type=_amount, default=0.0, metavar="X",
+        help="GPUs each actor reserves; 0.5 puts two actors on a GPU (default 0: CPU)",
+    )
     g.add_argument("--ray-cpus-per-actor", type=_amount, default=1.0, metavar="X", help="CPUs each actor reserves, also its torch threads (default 1)")
-    g.add_argument("--ray-retries", type=int, default=DEFAULT_RETRIES, metavar="N", help=f"restarts of a dead actor and retries of its lost images before they are reported failed (default {DEFAULT_RETRIES})")
+    g.add_argument(
+        "--ray-retries", type=int, default=DEFAULT_RETRIES, metavar="N",
+        help=f"restarts of a dead actor and retries of its lost images before they are reported failed (default {DEFAULT_RETRIES})",
+    )
 
 
 def options_from_args(args: argparse.Namespace, *, batch_size: int | None = None) -> PoolOptions:
