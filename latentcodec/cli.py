@@ -70,6 +70,9 @@ def _add_io(p: argparse.ArgumentParser, what: str, out: str) -> None:
     p.add_argument("--model", help="transform weights: hub id or local path (e.g. ../shared/models/taesd)")
     add_device(p)
     add_verbosity(p)
+    from .distributed.pool import add_arguments as add_ray_arguments
+
+    add_ray_arguments(p)  # --ray [ADDRESS], --ray-actors N, --num-gpus X, ... (no Ray import)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -167,6 +170,11 @@ def _build_codec(args: argparse.Namespace) -> Any:
 
 def _run_jobs(args: argparse.Namespace, worker: Any, jobs: list[Any], single: bool, verb: str) -> int:
     """Run ``jobs`` through ``worker`` with a progress bar, a manifest and one line per problem."""
+    if getattr(args, "ray", None) is not None:  # the same jobs on a Ray actor pool; records, manifest and messages as here
+        from .distributed.jobs import cli_session
+
+        with cli_session(args, worker, jobs) as runner:
+            return _run_jobs(argparse.Namespace(**{**vars(args), "ray": None}), runner, jobs, single, verb)
     from tqdm import tqdm
 
     from .batch import ManifestWriter, summary

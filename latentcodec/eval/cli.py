@@ -38,6 +38,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         help="keep every decoded point (DIR/IMAGE/CODEC_PARAM_BYTES.png) and write a comparison sheet per image (DIR/IMAGE.sheet.png)",
     )
     e.add_argument("--force", action="store_true", help="overwrite an existing evaluation in --out")
+    from ..distributed.pool import add_arguments as add_ray_arguments
+
+    add_ray_arguments(e)  # --ray [ADDRESS]: the per-image work on a Ray actor pool, the same files
     return e
 
 
@@ -85,6 +88,13 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         save_images=args.save_images,
     )
-    report = evaluate(settings)
+    if getattr(args, "ray", None) is not None:
+        from ..distributed import evaluation
+        from ..distributed.pool import options_from_args, session
+
+        with session(args.ray, quiet=not args.verbose):
+            report = evaluation.evaluate(settings, options_from_args(args))
+    else:
+        report = evaluate(settings)
     print(format_report(report, max_lines=None if args.verbose else 20))
     return 0 if report.results else 1
