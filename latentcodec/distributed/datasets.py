@@ -31,7 +31,7 @@ import numpy as np
 
 from .. import batch
 from ..batch import Job, Record
-from ..errors import StageConfigError
+from ..errors import ImageReadError, StageConfigError, StreamError
 from .pool import PoolOptions, driver_cwd, enter_driver_cwd, map_batches
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -57,8 +57,12 @@ class _InMemory:
         return None
 
     def _read(self, job: Job) -> bytes:
-        data = self.inputs.get(job.output)
-        return data if data is not None else super()._read(job)  # type: ignore[misc, no-any-return]
+        if job.output not in self.inputs:
+            return super()._read(job)  # type: ignore[misc, no-any-return]  # a row given by path
+        data = self.inputs[job.output]
+        if data is None:  # e.g. the stream of an image that failed to compress
+            raise StreamError(f"{job.input}: the row holds no data")
+        return bytes(data)
 
     def _write(self, job: Job, data: bytes) -> None:
         self.outputs[job.output] = data
@@ -66,9 +70,11 @@ class _InMemory:
 
 class _MemoryCompress(_InMemory, batch.CompressWorker):
     def _load(self, job: Job) -> Any:
-        given = self.inputs.get(job.output)
+        if job.output not in self.inputs:
+            return super()._load(job)  # a row given by path
+        given = self.inputs[job.output]
         if given is None:
-            return super()._load(job)  # a path
+            raise ImageReadError(f"{job.input}: the row holds no image")
         if isinstance(given, np.ndarray):
             return self.codec.load_image(given)
         return self.codec.load_image(batch.open_image_bytes(given, job.input))

@@ -188,5 +188,7 @@ def cli_session(args: Any, worker: "CompressWorker | DecompressWorker", jobs: Se
         raise DistributedError("--ray reads and writes files; '-' (standard input or output) works without --ray only")
     pool = options_from_args(args, batch_size=getattr(args, "batch_size", None))
     runner = RayJobRunner.from_worker(worker, pool)
+    if runner.mode == "compress":  # each actor picks its own default (8 on CUDA, 1 on the CPU), not the driver's
+        runner.options["batch_size"] = getattr(args, "batch_size", None)
     with session(args.ray, quiet=not getattr(args, "verbose", 0)):
         yield runner
