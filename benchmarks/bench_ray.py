@@ -83,7 +83,8 @@ def report(r: dict[str, Any]) -> str:
     ]
     lines = [f"{n} Kodak images (768x512), TAESD on the CPU, taesd-ans, {r['bytes']} bytes in all; Ray given {r['cpus']} CPUs; every stream byte-identical"]
     lines += [f"  {name:22s} {r[f'{key}_s']:7.1f} s  {r[f'{key}_images_per_s']:6.2f} images/s  ({note})" for name, key, note in rows]
-    lines.append(f"  2 actors / 1 actor: {r['ray2_images_per_s'] / r['ray1_images_per_s']:.2f}x; 2 actors / local: {r['ray2_images_per_s'] / r['local_images_per_s']:.2f}x")
+    per_s = {key: r[f"{key}_images_per_s"] for key in ("local", "ray1", "ray2")}
+    lines.append(f"  2 actors / 1 actor: {per_s['ray2'] / per_s['ray1']:.2f}x; 2 actors / local: {per_s['ray2'] / per_s['local']:.2f}x")
     return "\n".join(lines)
 
 

@@ -89,6 +89,13 @@ def test_core_never_imports_ray() -> None:
     assert result.returncode == 0, result.stderr
 
 
+def test_ray_missing_is_one_line(photos: Path, taesd_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
+    code, err = cli(["compress", str(photos / NAMES[0]), "-o", str(tmp_path / "a.lc"), "--model", str(taesd_dir), "--device", "cpu", "--ray"], capsys)
+    assert code == 1 and err.count("\n") == 1 and "latentcodec[ray]" in err, err
+    assert not (tmp_path / "a.lc").exists()
+
+
 def test_datasets_match_the_batch_mode_and_keep_going_past_a_bad_image(
     ray_local, photos: Path, taesd_dir: Path, local_streams: dict[str, bytes], tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]

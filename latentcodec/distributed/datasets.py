@@ -191,6 +191,9 @@ def compress_dataset(
     :meth:`Codec.from_preset`), a :class:`Codec` or its :meth:`Codec.get_config` dict; the
     codec is built once per actor.  ``concurrency``: actors; ``num_gpus`` / ``num_cpus``: per
     actor; ``batch_size``: images per call (:class:`PoolOptions`, which ``pool`` gives whole).
+    The actors hold their CPUs for the whole run, and by default the pool leaves one CPU to
+    the tasks that read ``ds``: a second pool chained behind this one (say
+    :func:`decompress_dataset`) needs ``concurrency`` small enough for both.
     """
     from ..codec import Codec
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 from .. import batch
 from ..batch import Existing, Job, Record
 from ..errors import OutputExistsError
-from .pool import DistributedError, PoolOptions, driver_cwd, enter_driver_cwd, brief, lose_blocks_not_jobs, map_batches
+from .pool import DistributedError, PoolOptions, brief, driver_cwd, enter_driver_cwd, lose_blocks_not_jobs, map_batches
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..batch import CompressWorker, DecompressWorker
