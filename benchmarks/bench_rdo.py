@@ -42,11 +42,17 @@ CACHE = Path(os.environ.get("LATENTCODEC_BENCH_CACHE", Path.home() / ".cache" / 
 PRESET = "taesd-hyperprior"
 #: Effort 0's sweep: the anchor curve, dense and cheap (no search).
 ANCHOR_STEPS = (0.2, 0.25, 0.3, 0.4, 0.5, 0.65, 0.8, 1.0, 1.3, 1.6, 2.0, 2.8)
-#: The sweep of every effort above 0.
-SEARCH_STEPS = (0.3, 0.5, 0.8, 1.3, 2.0)
+#: The sweep of every effort above 0 (``LATENTCODEC_BENCH_STEPS``: a comma list; it must
+#: straddle 0.1 bpp for the gain at 0.1 bpp).
+SEARCH_STEPS = tuple(float(s) for s in os.environ.get("LATENTCODEC_BENCH_STEPS", "0.3,0.5,0.8,1.3,2.0").split(","))
+#: PSNR and MS-SSIM always; SSIMULACRA2 and Butteraugli where they run here (a missing one
+#: is named in the printed table and left out, never faked).
 METRICS = ("psnr-rgb", "ms-ssim", "ssimulacra2", "butteraugli")
+REQUIRED_METRICS = ("psnr-rgb", "ms-ssim")
 #: Result columns compared by BD-rate (Butteraugli: its 3-norm, lower is better).
-COLUMNS = ("psnr-rgb", "ms-ssim", "ssimulacra2", "butteraugli-3norm")
+ALL_COLUMNS = {"psnr-rgb": "psnr-rgb", "ms-ssim": "ms-ssim", "ssimulacra2": "ssimulacra2", "butteraugli": "butteraugli-3norm"}
+COLUMNS = tuple(ALL_COLUMNS.values())
+NAMES = {"psnr-rgb": "PSNR", "ms-ssim": "MS-SSIM", "ssimulacra2": "SSIMULACRA2", "butteraugli-3norm": "Butteraugli 3-norm"}
 GOAL_BD_PSNR = -25.0
 GOAL_GAIN_DB = 1.5
 GOAL_SECONDS = 60.0
@@ -79,9 +85,11 @@ class _Runner:
         self.base.transform.fingerprint()  # loads the weights: not part of any timing
         self.codecs: dict[float, Any] = {}
         self.metrics, notices = load_metrics(list(METRICS))
-        missing = set(METRICS) - {m.name for m in self.metrics}
-        if missing:
-            raise RuntimeError(f"metrics missing: {sorted(missing)} ({'; '.join(notices)})")
+        self.missing = sorted(set(METRICS) - {m.name for m in self.metrics})
+        if set(REQUIRED_METRICS) & set(self.missing):
+            raise RuntimeError(f"metrics missing: {self.missing} ({'; '.join(notices)})")
+        for notice in notices:
+            print(f"note: {notice}", flush=True)
 
     def codec(self, step: float) -> Any:
         from latentcodec import Codec
@@ -117,8 +125,17 @@ class _Runner:
                 data = codec.compress_latent(latent, _size(tensor), image=tensor, search=search_settings(effort=effort))
                 seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
                 decoded = np.asarray(codec.decompress(data).convert("RGB"))
-                row: dict[str, Any] = {"effort": effort, "step": step, "bytes": len(data), "bpp": 8 * len(data) / (reference.shape[0] * reference.shape[1]),
-                                       "encode_s": seconds, "encode_cpu_s": cpu, "analysis_s": analysis_s, "load": load, "threads": threads}
+                row: dict[str, Any] = {
+                    "effort": effort,
+                    "step": step,
+                    "bytes": len(data),
+                    "bpp": 8 * len(data) / (reference.shape[0] * reference.shape[1]),
+                    "encode_s": seconds,
+                    "encode_cpu_s": cpu,
+                    "analysis_s": analysis_s,
+                    "load": load,
+                    "threads": threads,
+                }
                 for m in self.metrics:
                     row.update(m.measure(reference, decoded))
                 done[f"{effort}@{step}"] = row
@@ -126,7 +143,10 @@ class _Runner:
                 tmp = file.with_suffix(".tmp")
                 tmp.write_text(json.dumps(done, indent=1))
                 tmp.replace(file)
-                print(f"{path.stem} effort {effort} step {step}: {len(data)} B, {row['psnr-rgb']:.2f} dB, {seconds:.1f} s (load {load:.1f}, {threads} threads)", flush=True)
+                print(
+                    f"{path.stem} effort {effort} step {step}: {len(data)} B, {row['psnr-rgb']:.2f} dB, {seconds:.1f} s (load {load:.1f}, {threads} threads)",
+                    flush=True,
+                )
         return [done[f"{e}@{s}"] for e, s in plan]
 
 
@@ -168,11 +188,18 @@ def psnr_at(bpp: list[float], psnr: list[float], target: float = 0.1) -> float:
     return float(PchipInterpolator(x, y)(np.log(target)))
 
 
+def present_columns(results: dict[str, list[dict[str, Any]]]) -> tuple[str, ...]:
+    """The BD-rate columns every record has a value for (a metric that cannot run here has none)."""
+    rows = [r for rs in results.values() for r in rs]
+    return tuple(c for c in COLUMNS if rows and all(r.get(c) is not None for r in rows))
+
+
 def summarise(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     from latentcodec.eval.bdrate import bd_rate
 
-    out: dict[str, Any] = {"images": sorted(results), "efforts": {}}
-    anchor = {c: _curve(results, 0, c) for c in COLUMNS}
+    columns = present_columns(results)
+    out: dict[str, Any] = {"images": sorted(results), "columns": list(columns), "missing": [c for c in COLUMNS if c not in columns], "efforts": {}}
+    anchor = {c: _curve(results, 0, c) for c in columns}
     gain_base = psnr_at(*anchor["psnr-rgb"])
     below = 0
     for e in [0, *efforts()]:
@@ -186,14 +213,14 @@ def summarise(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             "threads": sorted({r["threads"] for r in rows}),
         }
         if e:
-            curves = {c: _curve(results, e, c) for c in COLUMNS}
-            entry["bd_rate"] = {c: bd_rate(*anchor[c], *curves[c]) for c in COLUMNS}
+            curves = {c: _curve(results, e, c) for c in columns}
+            entry["bd_rate"] = {c: bd_rate(*anchor[c], *curves[c]) for c in columns}
             entry["psnr_gain_at_0.1bpp"] = psnr_at(*curves["psnr-rgb"]) - gain_base
             lower = _curve(results, below, "psnr-rgb") if below else anchor["psnr-rgb"]
             entry["bd_rate_psnr_vs_effort_below"] = bd_rate(*lower, *curves["psnr-rgb"])
-            entry["per_image_bd_rate_psnr"] = float(np.mean([
-                bd_rate(*_curve({k: v}, 0, "psnr-rgb"), *_curve({k: v}, e, "psnr-rgb")) for k, v in results.items()
-            ]))
+            entry["per_image_bd_rate_psnr"] = float(
+                np.mean([bd_rate(*_curve({k: v}, 0, "psnr-rgb"), *_curve({k: v}, e, "psnr-rgb")) for k, v in results.items()])
+            )
             below = e
         out["efforts"][e] = entry
     return out
@@ -201,19 +228,23 @@ def summarise(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 
 def table(summary: dict[str, Any]) -> str:
     lines = [
-        f"encoder search on {len(summary['images'])} Kodak images, {PRESET}, BD-rate against effort 0 (negative: fewer bytes)",
-        "| effort | steps | BD-rate PSNR | MS-SSIM | SSIMULACRA2 | Butteraugli 3-norm | PSNR gain at 0.1 bpp | vs effort below | s per image (wall) | encode CPU s | load | threads |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"encoder search on {len(summary['images'])} Kodak images ({', '.join(summary['images'])}), {PRESET}, steps {', '.join(map(str, SEARCH_STEPS))}; "
+        "BD-rate against effort 0 (negative: fewer bytes)"
+        + (f"; not measured here (tool absent): {', '.join(summary['missing'])}" if summary["missing"] else ""),
+        f"| effort | steps | {' | '.join('BD-rate ' + NAMES[c] for c in summary['columns'])} | PSNR gain at 0.1 bpp | BD-rate PSNR vs effort below | s per image (wall) | encode CPU s | load | threads |",
+        "|---|---|" + "---|" * len(summary["columns"]) + "---|---|---|---|---|---|",
     ]
     from latentcodec.rdo import EFFORTS
 
     for e, entry in summary["efforts"].items():
         bd = entry.get("bd_rate")
-        cells = [f"{bd[c]:+.1f} %" for c in COLUMNS] if bd else ["0 (anchor)"] + [""] * 3
+        cells = [f"{bd[c]:+.1f} %" for c in summary["columns"]] if bd else ["0 (anchor)"] + [""] * (len(summary["columns"]) - 1)
         gain = f"{entry['psnr_gain_at_0.1bpp']:+.2f} dB" if bd else ""
         vs = f"{entry['bd_rate_psnr_vs_effort_below']:+.1f} %" if bd else ""
-        lines.append(f"| {e} | {EFFORTS[int(e)]} | {' | '.join(cells)} | {gain} | {vs} | {entry['seconds_per_image']:.1f} | "
-                     f"{entry['encode_cpu_s_per_image']:.1f} | {entry['load_mean']:.1f} | {','.join(map(str, entry['threads']))} |")
+        lines.append(
+            f"| {e} | {EFFORTS[int(e)]} | {' | '.join(cells)} | {gain} | {vs} | {entry['seconds_per_image']:.1f} | "
+            f"{entry['encode_cpu_s_per_image']:.1f} | {entry['load_mean']:.1f} | {','.join(map(str, entry['threads']))} |"
+        )
     return "\n".join(lines)
 
 

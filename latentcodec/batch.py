@@ -63,6 +63,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
 
     from .codec import Codec, CompressResult
+    from .rdo.efforts import SearchSettings
 
 Mode = Literal["compress", "decompress"]
 Existing = Literal["error", "skip", "overwrite"]
@@ -264,6 +265,8 @@ class CompressWorker(_Worker):
 
     ``target_bytes`` / ``target_bpp``: rate control per image
     (:func:`latentcodec.ratecontrol.compress_latent_to_target`) instead of the codec's rate.
+    ``search``: the encoder search (:class:`latentcodec.rdo.SearchSettings`, or a dict of its
+    fields; None or effort 0: the plain encoder), checked against the chain before any job.
     """
 
     def __init__(
@@ -275,11 +278,18 @@ class CompressWorker(_Worker):
         target_bytes: int | None = None,
         target_bpp: float | None = None,
         keep_tracebacks: bool = False,
+        search: "SearchSettings | Mapping[str, Any] | None" = None,
     ) -> None:
         from .codec import Codec
+        from .rdo.efforts import SearchSettings
 
         super().__init__(existing=existing, keep_tracebacks=keep_tracebacks)
         self.codec = codec if isinstance(codec, Codec) else Codec.from_config(codec)
+        self.search = search if isinstance(search, SearchSettings) or search is None else SearchSettings(**search)
+        if self.search is not None and self.search.steps:
+            from .rdo.encode import check_search
+
+            check_search(self.codec, self.search)  # a transform without gradients fails here, before any image
         self.batch_size = self.codec.default_batch_size() if batch_size is None else batch_size
         if target_bytes is not None and target_bpp is not None:
             raise StageConfigError("give target_bytes or target_bpp, not both")
@@ -288,14 +298,14 @@ class CompressWorker(_Worker):
         self.target_bytes = target_bytes
         self.target_bpp = target_bpp
 
-    def _encode(self, latent: Any, size: tuple[int, int]) -> "CompressResult":
+    def _encode(self, latent: Any, size: tuple[int, int], image: "torch.Tensor | None" = None) -> "CompressResult":
         if self.target_bytes is None and self.target_bpp is None:
-            return self.codec.compress_latent(latent, size, return_result=True)
+            return self.codec.compress_latent(latent, size, return_result=True, image=image, search=self.search)
         from .codec import CompressResult
         from .ratecontrol import compress_latent_to_target, target_from_bpp
 
         target = self.target_bytes if self.target_bpp is None else target_from_bpp(self.target_bpp, size)
-        r = compress_latent_to_target(self.codec, latent, size, target_bytes=target)
+        r = compress_latent_to_target(self.codec, latent, size, target_bytes=target, image=image, search=self.search)
         return CompressResult(r.data, size[0], size[1], tuple(s.name for s in self.codec.stages), r.parameter, r.value)
 
     def _load(self, job: Job) -> "torch.Tensor":
@@ -361,7 +371,7 @@ class CompressWorker(_Worker):
                     if latent is None:
                         latent = self.codec.analyse([tensor], batch_size=1)[0]
                     size = (int(tensor.shape[-1]), int(tensor.shape[-2]))
-                    result = self._encode(latent, size)
+                    result = self._encode(latent, size, tensor)
                     self._write(job, result.data)
             except Exception as exc:  # noqa: BLE001
                 finish(i, self._failed(job, exc, spent + shared + time.perf_counter() - t0, found))

@@ -97,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     rate.add_argument("--target-bpp", type=float, metavar="X", help="like --target-bytes, in bits per pixel")
     c.add_argument("--max-pixels", type=_positive_int, help=f"refuse larger images (default {DEFAULT_MAX_PIXELS})")
     c.add_argument("--batch-size", type=_positive_int, help="images of equal size analysed together (default: 8 on CUDA, 1 on the CPU, where batching is slower)")
+    search = c.add_argument_group("encoder search", "search the latent through the decoder for a better image per byte (README, 'Encoder search')")
+    search.add_argument("--effort", default="0", metavar="0..3|max", help="0: the plain encoder (default); 1, 2, 3 (= max): 8, 20, 50 search steps")
+    search.add_argument("--lmbda", type=float, metavar="X", help="weight of the relative distortion in lmbda*D/D0 + bpp (default 0.1, 0.05 for mix; larger: more quality and bytes)")
+    search.add_argument("--distortion", metavar="mse|ms-ssim|mix", help="what the search minimises (default mse)")
 
     d = sub.add_parser("decompress", help="decode .lc streams to images")
     _add_io(d, ".lc", "image")
@@ -222,13 +226,27 @@ def _run_jobs(args: argparse.Namespace, worker: Any, jobs: list[Any], single: bo
     return EXIT_ERROR if counts["failed"] else 0
 
 
+def _search_settings(args: argparse.Namespace) -> Any:
+    """``--effort`` / ``--lmbda`` / ``--distortion`` as :class:`latentcodec.rdo.SearchSettings`
+    (a bad value is a one-line StageConfigError; a tqdm bar per search unless ``--quiet``)."""
+    from .rdo.efforts import SearchSettings
+
+    settings = SearchSettings(effort=args.effort, lmbda=args.lmbda, distortion=args.distortion or "mse", progress=not args.quiet)
+    if not settings.steps:
+        given = [f"--{k}" for k in ("lmbda", "distortion") if getattr(args, k) is not None]
+        if given:
+            raise StageConfigError(f"{' and '.join(given)} only steer{'s' if len(given) == 1 else ''} the encoder search: add --effort 1 or more")
+    return settings
+
+
 def cmd_compress(args: argparse.Namespace) -> int:
     from .batch import CompressWorker, is_single, plan_jobs
 
     jobs = plan_jobs(args.inputs, args.output, mode="compress", recursive=not args.no_recursive)
+    search = _search_settings(args)
     codec = _build_codec(args)
     targets = {k: getattr(args, k) for k in ("target_bytes", "target_bpp") if getattr(args, k) is not None}
-    worker = CompressWorker(codec, existing=_existing(args), batch_size=args.batch_size, keep_tracebacks=args.verbose > 0, **targets)  # type: ignore[arg-type]
+    worker = CompressWorker(codec, existing=_existing(args), batch_size=args.batch_size, keep_tracebacks=args.verbose > 0, search=search, **targets)  # type: ignore[arg-type]
     return _run_jobs(args, worker, jobs, is_single(args.inputs, args.output), "compress")
 
 

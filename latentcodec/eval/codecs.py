@@ -254,6 +254,8 @@ class PresetCodec(EvalCodec):
     (``palette-ans@taesd``), the options go to ``Codec.from_preset`` like ``--option``
     (``taesd-hyperprior:entropy_coder.refine_z=0``), so one preset can be compared with
     itself under other encoder settings.  The rate parameter is set by the points instead.
+    The encoder search settings (``effort``, ``lmbda``, ``distortion``: ``taesd-hyperprior:effort=3``)
+    go to the search (:mod:`latentcodec.rdo`), not to the stages.
     """
 
     def __init__(self, spec: str, **runtime: Any) -> None:
@@ -265,6 +267,8 @@ class PresetCodec(EvalCodec):
         self.base_name = base  # what --points may name for every option set of this preset
         self.transform_override = transform or None
         self.options = parse_options(options.split(",")) if options else {}
+        self.search_options = {k: self.options.pop(k) for k in ("effort", "lmbda", "distortion") if k in self.options}
+        self.search: Any = None
         self.runtime = {k: v for k, v in runtime.items() if v is not None}
         self._base: Any = None
         self._variants: dict[Any, Any] = {}
@@ -281,6 +285,9 @@ class PresetCodec(EvalCodec):
             fixed = [k for k in self.options if self.rate and k.rpartition(".")[2] == self.rate.name]
             if fixed:
                 raise StageConfigError(f"option {fixed[0]!r} is the rate parameter: give its values with --points {self.name}=V1,V2,...")
+            from ..codec import search_settings
+
+            self.search = search_settings(**self.search_options)
             self.default_points = self.rate.sweep if self.rate else (None,)
             self.param_name = self.rate.name if self.rate else "default"  # type: ignore[misc]
             self._base = self._build(None)
@@ -288,12 +295,17 @@ class PresetCodec(EvalCodec):
             if key in _LOADED_TRANSFORMS:  # one evaluation after another: load the weights once
                 self._base.transform = _LOADED_TRANSFORMS[key]
             self._base.transform.fingerprint()  # loads the weights: fail here, not per image
+            if self.search.steps:
+                from ..rdo.encode import check_search
+
+                check_search(self._base, self.search)  # e.g. a transform without gradients
             _LOADED_TRANSFORMS[key] = self._base.transform
         except LatentCodecError as exc:
             return f"cannot build it: {exc}"
         self.description = PRESETS[self.preset].description + (f" (transform {self.transform_override})" if self.transform_override else "")
-        if self.options:
-            self.description += "; options " + ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+        options = {**self.options, **self.search_options}
+        if options:
+            self.description += "; options " + ", ".join(f"{k}={v!r}" for k, v in options.items())
         return None
 
     def _build(self, value: Any) -> Any:
@@ -327,7 +339,7 @@ class PresetCodec(EvalCodec):
         size = (image.shape[1], image.shape[0])
         for value in params:
             codec = self.variant(value)
-            data = codec.compress_latent(latent, size)
+            data = codec.compress_latent(latent, size, image=tensor, search=self.search)
             decoded = np.asarray(to_pil(codec.decompress(data, as_tensor=True)))
             yield Encoded(value, len(data), decoded)
 

@@ -50,6 +50,13 @@ def search_parts(codec: "Codec", settings: SearchSettings) -> tuple[Any, Any, "t
     return grid, rate, device
 
 
+def check_search(codec: "Codec", settings: SearchSettings) -> None:
+    """Raise the one-line :class:`~latentcodec.errors.StageConfigError` of :func:`search_parts`
+    if ``codec`` cannot search at ``settings`` (nothing to check at effort 0)."""
+    if settings.steps:
+        search_parts(codec, settings)
+
+
 def search_latent(codec: "Codec", image: "torch.Tensor", latent: np.ndarray, settings: SearchSettings) -> np.ndarray:
     """The latent ``(C, h, w)`` whose stream the search chose for ``image`` ``(1, 3, H, W)``,
     starting from the plain analysis ``latent``; it lies on the quantizer's grid, so

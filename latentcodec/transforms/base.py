@@ -76,15 +76,18 @@ class TorchAutoencoderTransform(Transform):
         import torch
 
         if self._module is None:
-            module = self._load().eval().requires_grad_(False)
-            self._fingerprint = weights_fingerprint(module)
-            # nn.Module.to, not ModelMixin.to: the latter warns about fp32-pinned modules
-            # that these autoencoders do not have.
-            self._module = torch.nn.Module.to(module, self._torch_device, self._torch_dtype)
-            if self._torch_device.type == "cpu":
-                # oneDNN's channels-last convolutions: about 30 % faster on the CPU (TAESD,
-                # measured), with outputs equal up to float rounding.
-                self._module = self._module.to(memory_format=torch.channels_last)
+            # Loaded outside inference mode even when first touched inside it (analysis):
+            # inference-mode weights could not serve the encoder search's backward pass.
+            with torch.inference_mode(False):
+                module = self._load().eval().requires_grad_(False)
+                self._fingerprint = weights_fingerprint(module)
+                # nn.Module.to, not ModelMixin.to: the latter warns about fp32-pinned modules
+                # that these autoencoders do not have.
+                self._module = torch.nn.Module.to(module, self._torch_device, self._torch_dtype)
+                if self._torch_device.type == "cpu":
+                    # oneDNN's channels-last convolutions: about 30 % faster on the CPU (TAESD,
+                    # measured), with outputs equal up to float rounding.
+                    self._module = self._module.to(memory_format=torch.channels_last)
         return self._module
 
     @property
