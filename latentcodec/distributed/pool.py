@@ -145,7 +145,7 @@ def pool_size(options: PoolOptions, calls: int | None, *, upstream_tasks: bool =
     fits = [(cpus - (1 if upstream_tasks else 0)) / options.num_cpus] if options.num_cpus > 0 else []
     if options.num_gpus > 0:
         fits.append(resources.get("GPU", 0.0) / options.num_gpus)
-    size = int(math.floor(min(fits))) if fits else 1
+    size = math.floor(min(fits)) if fits else 1
     if options.num_gpus > 0 and size < 1:
         raise DistributedError(f"the cluster has {resources.get('GPU', 0):g} GPUs; an actor needs {options.num_gpus:g}")
     return max(1, min(size, calls) if calls else size)
