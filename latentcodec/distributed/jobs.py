@@ -12,8 +12,12 @@ Retries: an actor whose process dies is restarted and its unfinished calls are r
 its killed attempt already wrote; that file counts as this job's own when its bytes are
 the ones the retry computed (encoding is deterministic), so it is never an "exists"
 error and nothing else is ever overwritten.  Existing outputs are sorted out by the
-driver before anything is sent.  Jobs still unfinished when Ray gives up become
-``failed`` records saying so; those already finished keep their records and files.
+driver before anything is sent.  An actor takes its next call only when the last one is
+done, and a call whose actor died beyond the retries is dropped, not the run
+(:func:`~latentcodec.distributed.pool.lose_blocks_not_jobs`): the other actors go on,
+every finished job keeps its record and file, and the jobs that never came back become
+``failed`` records saying so (and whether their output got written before the loss).
+Tests make a worker die on a chosen image with the private ``_exit_on`` argument.
 """
 
 from __future__ import annotations
