@@ -140,7 +140,6 @@ def test_ans_factorized_round_trip(symbols: np.ndarray) -> None:
 @examples(25)
 @given(symbol_arrays(channels=4, max_side=13))
 def test_ans_hyperprior_round_trip(symbols: np.ndarray) -> None:
-    from latentcodec.entropy.hyperprior import ANSHyperpriorCoder
 
     assume(_within(symbols, 1 << 29))  # coded values y - centre, |centre| < 2^17, stay escapable
     round_trip(_hyperprior(), symbols, must_encode=True)
