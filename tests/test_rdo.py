@@ -296,3 +296,16 @@ def test_search_on_cuda_decodes_exactly_on_the_cpu(taesd_dir: Path, monkeypatch:
     cpu = Codec.from_preset("taesd-hyperprior", model=str(taesd_dir), device="cpu", step=1.0)
     plain = cpu.compress(image)
     assert psnr(image, decoded(cpu, data)) > psnr(image, decoded(cpu, plain))
+
+
+# --- evaluation --------------------------------------------------------------------------------
+def test_eval_codec_spec_takes_the_effort(hyper: Codec, image128: np.ndarray, searched128: bytes) -> None:
+    from latentcodec.eval.codecs import PresetCodec
+
+    codec = PresetCodec("taesd-hyperprior:effort=1", model=str(TAESD_DIR), device="cpu")
+    assert codec.unavailable_reason() is None and codec.search.steps == EFFORTS[1]
+    (point,) = codec.encode_points(image128, [1.0])
+    assert point.num_bytes == len(searched128)
+    assert np.array_equal(point.decoded, decoded(hyper, searched128))
+    onnx = PresetCodec("taesd-ans@onnx-vaelight:effort=1", model=str(VAELIGHT_DIR), device="cpu")
+    assert "--effort 1" in (onnx.unavailable_reason() or "")
