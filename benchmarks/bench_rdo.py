@@ -16,7 +16,11 @@ a 2-core CPU::
     .venv/bin/python -m pytest benchmarks/bench_rdo.py --benchmark-enable --benchmark-json rdo.json
 
 ``LATENTCODEC_BENCH_IMAGES``: the first N images, or a comma list of names (``kodim01,kodim09``);
-``LATENTCODEC_BENCH_EFFORTS``: the efforts to run (default 1,2,3).  Torch threads: the idle
+``LATENTCODEC_BENCH_EFFORTS``: the efforts to run (default 1,2,3); ``LATENTCODEC_BENCH_STEPS``:
+the steps every effort above 0 sweeps (default 0.3,0.5,0.8,1.3,2.0; they must reach past 0.1 bpp
+for the gain there).  SSIMULACRA2 and Butteraugli (``butteraugli_main``, Debian's
+``libjxl-devtools``) are left out, and named, where they cannot run.  The README's numbers:
+``LATENTCODEC_BENCH_IMAGES=6 LATENTCODEC_BENCH_STEPS=0.5,0.8,1.3,2.0``.  Torch threads: the idle
 cores at each image (``latentcodec.eval.runner.choose_threads``; the search's symbols do
 not depend on the thread count).  Seconds per image per effort are analysis + search +
 final encode, averaged over the swept steps, with the load average and threads of each
