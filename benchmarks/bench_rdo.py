@@ -20,7 +20,7 @@ a 2-core CPU::
 the steps every effort above 0 sweeps (default 0.3,0.5,0.8,1.3,2.0; they must reach past 0.1 bpp
 for the gain there).  SSIMULACRA2 and Butteraugli (``butteraugli_main``, Debian's
 ``libjxl-devtools``) are left out, and named, where they cannot run.  The README's numbers:
-``LATENTCODEC_BENCH_IMAGES=6 LATENTCODEC_BENCH_STEPS=0.5,0.8,1.3,2.0``.  Torch threads: the idle
+``LATENTCODEC_BENCH_IMAGES=7 LATENTCODEC_BENCH_STEPS=0.5,0.8,1.3,2.0``.  Torch threads: the idle
 cores at each image (``latentcodec.eval.runner.choose_threads``; the search's symbols do
 not depend on the thread count).  Seconds per image per effort are analysis + search +
 final encode, averaged over the swept steps, with the load average and threads of each
