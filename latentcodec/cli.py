@@ -22,6 +22,7 @@ from typing import Any, Sequence
 
 from . import __version__
 from .cli_common import add_device, add_verbosity, status
+from .cli_common import positive_int as _positive_int
 from .cli_listing import cmd_info, cmd_presets, cmd_stages
 from .errors import StageConfigError, one_line
 
@@ -37,16 +38,6 @@ def _quality(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number in 0..100, got {text!r}") from None
     if not 0 <= value <= 100:
         raise argparse.ArgumentTypeError(f"expected a number in 0..100, got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
 
 

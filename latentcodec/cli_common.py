@@ -10,6 +10,7 @@ Status and progress go to stderr, so stdout can carry data (``-o -``).
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
 
@@ -22,6 +23,28 @@ def device_arg(text: str) -> str:
     if not _DEVICE_RE.match(text):
         raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {text!r}")
     return text
+
+
+def positive_int(text: str) -> int:
+    """argparse type of counts and sizes: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    """argparse type of resource amounts (GPUs, CPUs per actor): a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
 
 
 def add_verbosity(p: argparse.ArgumentParser) -> None:

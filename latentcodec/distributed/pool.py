@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+from ..cli_common import nonnegative_float, positive_int
 from ..errors import LatentCodecError, one_line
 
 #: Each actor is restarted this many times after its process dies, and a call it had in
@@ -189,26 +190,6 @@ def enter_driver_cwd(cwd: str | None) -> None:
 
 
 # --- the CLI flags ------------------------------------------------------------------------
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _amount(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """``--ray [ADDRESS]`` and the ``--ray-*`` pool flags (see README, 'Datasets on Ray')."""
     g = p.add_argument_group("Ray (pip install 'latentcodec[ray]')")
@@ -217,14 +198,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="run on a Ray actor pool: a local instance, or the cluster at ADDRESS (auto, HOST:6379, ray://HOST:10001)",
     )
     g.add_argument(
-        "--ray-actors", type=_count, metavar="N",
+        "--ray-actors", type=positive_int, metavar="N",
         help="actors in the pool, each loading the models once (default: as many as the CPUs, or GPUs, allow)",
     )
     g.add_argument(
-        "--ray-gpus-per-actor", "--num-gpus", type=_amount, default=0.0, metavar="X",
+        "--ray-gpus-per-actor", "--num-gpus", type=nonnegative_float, default=0.0, metavar="X",
         help="GPUs each actor reserves; 0.5 puts two actors on a GPU (default 0: CPU)",
     )
-    g.add_argument("--ray-cpus-per-actor", type=_amount, default=1.0, metavar="X", help="CPUs each actor reserves, also its torch threads (default 1)")
+    g.add_argument("--ray-cpus-per-actor", type=nonnegative_float, default=1.0, metavar="X", help="CPUs each actor reserves, also its torch threads (default 1)")
     g.add_argument(
         "--ray-retries", type=int, default=DEFAULT_RETRIES, metavar="N",
         help=f"restarts of a dead actor and retries of its lost images before they are reported failed (default {DEFAULT_RETRIES})",
