@@ -23,22 +23,13 @@ from typing import Any, Sequence
 from . import __version__
 from .cli_common import add_device, add_verbosity, status
 from .cli_common import positive_int as _positive_int
+from .cli_common import quality as _quality
 from .cli_listing import cmd_info, cmd_presets, cmd_stages
 from .errors import StageConfigError, one_line
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-
-
-def _quality(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in 0..100, got {text!r}") from None
-    if not 0 <= value <= 100:
-        raise argparse.ArgumentTypeError(f"expected a number in 0..100, got {text!r}")
-    return value
 
 
 class _Parser(argparse.ArgumentParser):

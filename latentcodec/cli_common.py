@@ -13,6 +13,7 @@ import argparse
 import math
 import re
 import sys
+from typing import Any, Callable
 
 DTYPE_CHOICES = ("auto", "float32", "float16", "bfloat16")
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
@@ -25,26 +26,27 @@ def device_arg(text: str) -> str:
     return text
 
 
-def positive_int(text: str) -> int:
-    """argparse type of counts and sizes: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _checked(cast: Callable[[str], Any], ok: Callable[[Any], bool], expected: str) -> Callable[[str], Any]:
+    """An argparse type: ``cast(text)``, refused with "expected EXPECTED" unless ``ok`` holds."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return parse
 
 
-def nonnegative_float(text: str) -> float:
-    """argparse type of resource amounts (GPUs, CPUs per actor): a finite number >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
+#: Counts and sizes: an integer >= 1.
+positive_int = _checked(int, lambda v: v >= 1, "a positive integer")
+#: Resource amounts (GPUs, CPUs per actor): a finite number >= 0.
+nonnegative_float = _checked(float, lambda v: math.isfinite(v) and v >= 0, "a number >= 0")
+#: ``-q/--quality``: a number in 0..100.
+quality = _checked(float, lambda v: 0 <= v <= 100, "a number in 0..100")
 
 
 def add_verbosity(p: argparse.ArgumentParser) -> None:
